@@ -3,6 +3,15 @@ import argparse
 import sys
 
 
+# --- lesson 05: python -m numogpt train ---------------------------------------------------
+
+
+# --- lesson 06: python -m numogpt sample --------------------------------------------------
+
+
+# --- the student copy of the course ----------------------------------------------------------
+
+
 def add_student(commands):
     p = commands.add_parser("student", help="write the student copy of the course (solutions cut out)")
     p.add_argument("dir", help="folder to write the student notebooks into")
