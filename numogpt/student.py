@@ -34,11 +34,11 @@ def student_notebook(nb):
 def write_student_copy(out_dir, notebooks_dir=NOTEBOOKS_DIR):
     """Write the student copy of every lesson notebook into `out_dir`; return the paths."""
     out_dir = Path(out_dir)
+    if out_dir.resolve() == Path(notebooks_dir).resolve():
+        raise ValueError("the student copy would overwrite the course: choose another folder")
     sources = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
     if not sources:
         raise ValueError(f"no lesson notebooks (NN_topic.ipynb) in {notebooks_dir}")
-    if out_dir.resolve() == Path(notebooks_dir).resolve():
-        raise ValueError("the student copy would overwrite the course: choose another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in sources:
