@@ -1,0 +1,242 @@
+"""Lesson 06: sampling, turning a trained GPT into a text generator.
+
+The model gives, for the next position, one score (a logit) per token in the vocabulary.
+Generation repeats three steps: turn the last position's logits into a distribution
+(temperature, then top-k and top-p filters, then softmax), pick a token from it (argmax
+when the temperature is 0, a random draw otherwise), append it and ask again.
+
+Asking again naively recomputes every earlier position, though their keys and values never
+change: a KV cache keeps them, so each step runs the model on the one new token only.
+
+    >>> import torch
+    >>> from numogpt.model import GPT, GPTConfig
+    >>> _ = torch.manual_seed(0)
+    >>> model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    >>> prompt = torch.tensor([[1, 2, 3]])                       # (B, T): add a batch dim
+    >>> out = generate(model, prompt, max_new_tokens=4, temperature=0)
+    >>> out.shape                                                # (B, T + new)
+    torch.Size([1, 7])
+    >>> torch.equal(out, generate(model, prompt, 4, temperature=0, use_cache=False))
+    True
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+# --- the KV cache -------------------------------------------------------------------------
+
+
+class LayerCache:
+    """The keys and values one attention layer has seen so far, (B, H, T_cached, D) each."""
+
+    def __init__(self):
+        self.k = self.v = None
+
+    def extend(self, k, v):
+        """Append this step's keys and values (B, H, T, D); return all of them (B, H, T_total, D)."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            # a cat copies the past each step; at a 256-token context that copy is tiny next to
+            # the matmuls, and it keeps the cache three lines long (measured in bench/sample.py)
+            self.k = torch.cat([self.k, k], dim=2)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def __len__(self):
+        return 0 if self.k is None else self.k.size(2)
+
+
+class KVCache:
+    """One LayerCache per block of the GPT; len(cache) is the number of positions cached.
+
+    The model hands `cache.layers[i]` to block i and numbers the new positions from
+    len(cache), so the cache must hold the sequence from its first token (position 0).
+
+    >>> cache = KVCache(n_layer=2)
+    >>> k = v = torch.zeros(1, 4, 3, 8)                    # (B, H, T, D)
+    >>> _ = cache.layers[0].extend(k, v); _ = cache.layers[1].extend(k, v)
+    >>> len(cache)
+    3
+    """
+
+    def __init__(self, n_layer):
+        self.layers = [LayerCache() for _ in range(n_layer)]
+
+    def __len__(self):
+        return len(self.layers[0]) if self.layers else 0
+
+    def reset(self):
+        """Forget everything, e.g. when the sequence is no longer the one cached."""
+        self.layers = [LayerCache() for _ in self.layers]
+
+
+# --- from logits to the next token --------------------------------------------------------
+
+
+def apply_temperature(logits, temperature):
+    """Divide the logits by the temperature (> 0): below 1 sharpens the distribution, above 1 flattens it.
+
+    >>> apply_temperature(torch.tensor([2.0, 1.0]), 0.5)
+    tensor([4., 2.])
+    """
+    return logits / temperature
+
+
+def top_k_filter(logits, k):
+    """Keep the k largest logits of each row (..., V); set the others to -inf (probability 0).
+
+    Ties at the k-th largest value are all kept, so a row keeps more than k tokens only when
+    several share that value: which of them to drop would be arbitrary. k >= V keeps all.
+
+    >>> top_k_filter(torch.tensor([1.0, 3.0, 2.0, 0.0]), 2)
+    tensor([-inf, 3., 2., -inf])
+    """
+    k = min(k, logits.size(-1))
+    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1)
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(logits, p):
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability reaches p.
+
+    Sort the tokens from most to least likely and keep each one while the probability of the
+    tokens BEFORE it is still below p: so the top token is always kept, and the last kept
+    token is the one that brings the total to p or beyond. p = 1 keeps every token.
+
+    >>> top_p_filter(torch.log(torch.tensor([0.5, 0.1, 0.3, 0.1])), 0.7)
+    tensor([-0.6931,    -inf, -1.2040,    -inf])
+    """
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V)
+    sorted_probs = F.softmax(sorted_logits, dim=-1)
+    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # probability of the tokens ahead of each
+    keep_sorted = before < p  # (..., V), always True for the top token
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # back to vocabulary order
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def pick_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Choose the next token of each row from its logits (B, V); returns (B, 1).
+
+    Temperature 0 means greedy: the argmax, no randomness (top-k and top-p cannot change it).
+    Otherwise: temperature, top-k, top-p, softmax, then one draw per row from `generator`.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    probs = F.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+
+
+# --- the generation loop ------------------------------------------------------------------
+
+
+def next_logits(model, idx, cache=None):
+    """The model's logits (B, V) for the token after idx (B, T), reusing `cache` while it is valid.
+
+    The cache holds keys and values at absolute positions from 0. While the whole sequence fits
+    the context (T <= block_size) and the cache holds all but the newest token, only that token
+    runs through the model. Once the sequence is longer than the context, the model sees the
+    last block_size tokens at positions 0..block_size-1: every token has moved one position
+    since the last step, so every cached key and value is stale. Then, exactly like plain
+    generation, the whole window is recomputed (no cache): past block_size the cache saves
+    nothing, but the tokens stay the same as without it.
+    """
+    block_size = model.config.block_size
+    if cache is not None and idx.size(1) <= block_size:
+        if len(cache) == idx.size(1) - 1:
+            idx = idx[:, -1:]  # (B, 1): the past is in the cache
+        else:
+            cache.reset()  # first step: fill the cache with the whole prompt
+    else:
+        idx, cache = idx[:, -block_size:], None  # (B, <= block_size): crop to the context
+    was_training = model.training
+    model.eval()  # no dropout while sampling; the caller's mode comes back below
+    try:
+        logits, _ = model(idx, cache=cache)  # (B, T, V)
+    finally:
+        model.train(was_training)
+    return logits[:, -1, :]  # (B, V): only the last position predicts the next token
+
+
+def _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id):
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"idx must be a LongTensor of token ids (B, T), got {type(idx).__name__}")
+    if idx.dtype != torch.long:
+        raise TypeError(f"idx must hold token ids as torch.long, got dtype {idx.dtype}: use idx.long()")
+    if idx.dim() != 2:
+        raise ValueError(
+            f"idx must be (B, T), got shape {tuple(idx.shape)}: for one prompt add a batch dim, idx[None]"
+        )
+    if idx.size(0) == 0 or idx.size(1) == 0:
+        raise ValueError(f"empty prompt: idx has shape {tuple(idx.shape)}; give at least one token per row")
+    vocab_size = model.config.vocab_size
+    if idx.min() < 0 or idx.max() >= vocab_size:
+        raise ValueError(f"token ids must be in [0, {vocab_size}), got ids from {idx.min()} to {idx.max()}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < vocab_size):
+        raise ValueError(f"eos_id must be a token id in [0, {vocab_size}) or None, got {eos_id!r}")
+
+
+def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+           eos_id=None, use_cache=True, generator=None):
+    """Yield the new tokens one step at a time, each a LongTensor (B, 1), for live display.
+
+    Arguments as in `generate`. The arguments are checked at the call, not at the first next().
+    With eos_id, a row that has produced eos_id gets eos_id at every later step, and the stream
+    stops after the step where the last row produced it (the eos tokens are yielded).
+    """
+    _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id)
+    return _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator)
+
+
+@torch.no_grad()  # on a generator function: grad mode is off inside each step, untouched between them
+def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator):
+    cache = KVCache(model.config.n_layer) if use_cache else None
+    finished = torch.zeros(idx.size(0), 1, dtype=torch.bool, device=idx.device)  # (B, 1)
+    for _ in range(max_new_tokens):
+        logits = next_logits(model, idx, cache)  # (B, V)
+        # every row draws, finished or not, so the generator advances the same way each step
+        next_ids = pick_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+        if eos_id is not None:
+            next_ids = next_ids.masked_fill(finished, eos_id)  # finished rows are padded with eos
+            finished |= next_ids == eos_id
+        idx = torch.cat([idx, next_ids], dim=1)  # (B, T + 1)
+        yield next_ids
+        if finished.all():
+            return
+
+
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             eos_id=None, use_cache=True, generator=None):
+    """Continue the prompts idx (B, T) by up to max_new_tokens tokens; returns (B, T + new).
+
+    temperature: 0 = greedy (always the most likely token); 1 = the model's distribution;
+        below 1 sharper, above 1 flatter.
+    top_k: sample only among the k most likely tokens. top_p: only among the smallest set of
+        most likely tokens whose probability reaches top_p (the nucleus), in (0, 1].
+    eos_id: stop once every row has produced this token (it is kept in the output); rows that
+        finish earlier are padded with eos_id, so new < max_new_tokens only when all rows stopped.
+    use_cache: keep the keys and values of past positions (a KVCache) so that each step runs
+        only the new token; same tokens as without it (see next_logits for past block_size).
+    generator: a torch.Generator for the draws, to make sampling reproducible.
+
+    Prompts longer than the model's context are cropped to their last block_size tokens for
+    the model; the returned tensor still starts with the whole prompt. The model runs in eval
+    mode without gradients; its previous mode is restored.
+    """
+    new = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator))
+    return torch.cat([idx, *new], dim=1)
