@@ -1,0 +1,302 @@
+"""Lesson 02: from text to training batches.
+
+A language model learns to predict the next token. So a training example is a block of
+`block_size` token ids `x` and its target `y`, the same window moved one token to the right:
+`y[t]` is the token that follows `x[t]`. This module cuts a long list of ids into such
+(x, y) pairs and hands them out in shuffled batches:
+
+    text = load_corpus("train-nn")                  # str
+    ids = gpt2_tokenizer().encode(text)             # list[int]
+    train, val = make_loaders(ids, block_size=64, batch_size=32)
+    x, y = next(iter(train))                        # (B, T) each: (32, 64)
+
+- `load_corpus`: the course corpus, tiny Shakespeare, or any text file.
+- `TokenBlocks`: blocks by a sliding window with a stride, as views of one tensor.
+- `word_aligned_blocks`: blocks that never cut a word, padded, with padding ignored by the loss.
+- `train_val_split` and `make_loaders`: split by position, then batch with a DataLoader.
+"""
+import os
+import re
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from numogpt import DATA_DIR
+
+IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
+
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+CORPORA = {  # name -> file name in DATA_DIR
+    "train-nn": "train-nn.txt",  # the course's own corpus, written for numoGPT
+    "tinyshakespeare": "tinyshakespeare.txt",  # downloaded on first use, never committed
+}
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def load_corpus(name_or_path):
+    """Return the text of a corpus: a path to a UTF-8 file, or a known name.
+
+    Names: "train-nn" (the course corpus, data/train-nn.txt) and "tinyshakespeare"
+    (data/tinyshakespeare.txt, downloaded from its public address the first time).
+
+    >>> load_corpus("train-nn") == (DATA_DIR / "train-nn.txt").read_text(encoding="utf-8")
+    True
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"load_corpus takes a corpus name or a file path, not {type(name_or_path).__name__}")
+    path = Path(name_or_path)
+    if path.exists():
+        pass  # a file the caller named; read below
+    elif name_or_path in CORPORA:
+        path = DATA_DIR / CORPORA[name_or_path]
+        if name_or_path == "tinyshakespeare" and not path.exists():
+            download(TINYSHAKESPEARE_URL, path)
+        elif not path.exists():
+            raise FileNotFoundError(f"the corpus {name_or_path!r} should be at {path}, but it is not there")
+    else:
+        raise ValueError(
+            f"{str(name_or_path)!r} is neither a file nor a known corpus; known names: {', '.join(CORPORA)}"
+        )
+    if not path.is_file():
+        raise ValueError(f"{path} is a folder, not a text file: give the path of the file itself")
+    text = path.read_text(encoding="utf-8")
+    if not text:
+        raise ValueError(f"{path} is empty: a corpus needs some text to learn from")
+    return text
+
+
+def download(url, path):
+    """Fetch `url` into `path` atomically: a half-finished download never takes its place."""
+    path = Path(path)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read()
+    except OSError as e:  # URLError, timeouts and refused connections are all OSErrors
+        raise OSError(
+            f"could not download {url} ({e}). Are you offline? Download it yourself and "
+            f"put the file at {path}"
+        ) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a corpus is for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+# --- ids ----------------------------------------------------------------------------------
+
+
+def as_ids(ids):
+    """Return token ids as a 1-D LongTensor (the same tensor when it already is one).
+
+    Accepts a list of ints, a 1-D integer tensor or array; rejects anything else with a
+    message, so a mistake shows here rather than deep inside PyTorch.
+    """
+    if isinstance(ids, str):
+        raise TypeError("got a str: encode the text into token ids first, e.g. tokenizer.encode(text)")
+    try:
+        tensor = torch.as_tensor(ids)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"token ids must be a list of ints or a 1-D integer tensor ({e})") from None
+    not_integer = tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool
+    if not_integer and tensor.numel():  # an empty list comes out as float32: let it through
+        raise TypeError(f"token ids must be integers, got a tensor of {tensor.dtype}")
+    if tensor.dim() != 1:
+        raise ValueError(f"token ids must be one flat sequence (1-D), got shape {tuple(tensor.shape)}: flatten them")
+    if len(tensor) and tensor.min() < 0:
+        raise ValueError(f"token ids are never negative, found {int(tensor.min())}")
+    return tensor.long()  # no copy when it is already int64
+
+
+def check_block_size(block_size, name="block_size"):
+    if not isinstance(block_size, int) or isinstance(block_size, bool):
+        raise TypeError(f"{name} must be an int, got {block_size!r}")
+    if block_size < 1:
+        raise ValueError(f"{name} must be 1 or more, got {block_size}")
+
+
+class TokenBlocks(Dataset):
+    """(x, y) pairs cut from `ids` by a window of `block_size` that moves by `stride`.
+
+    Block i starts at i * stride: x = ids[i*stride : i*stride + block_size] and y is the
+    same window one token to the right. stride == block_size (the default) gives blocks
+    side by side; a smaller stride gives overlapping blocks, hence more examples from the
+    same text. Every x and y is a view of one tensor of ids: nothing is copied up front,
+    so even stride 1 over a million ids costs no memory beyond the ids.
+
+    >>> blocks = TokenBlocks([10, 11, 12, 13, 14, 15, 16, 17], block_size=3, stride=2)
+    >>> len(blocks)
+    3
+    >>> blocks[1]
+    (tensor([12, 13, 14]), tensor([13, 14, 15]))
+    """
+
+    def __init__(self, ids, block_size, stride=None):
+        check_block_size(block_size)
+        stride = block_size if stride is None else stride
+        check_block_size(stride, "stride")
+        self.ids = as_ids(ids)  # (N,)
+        if len(self.ids) < block_size + 1:
+            raise ValueError(
+                f"{len(self.ids)} ids are too few for one block of {block_size}: a block and its "
+                f"target need block_size + 1 = {block_size + 1} ids. Use more text or a block_size "
+                f"of at most {max(len(self.ids) - 1, 0)}"
+            )
+        self.block_size, self.stride = block_size, stride
+
+    def __len__(self):
+        # the last start s must leave room for the target: s + block_size + 1 <= len(ids)
+        return (len(self.ids) - self.block_size - 1) // self.stride + 1
+
+    def __getitem__(self, i):
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"block {i} out of range: there are {n} blocks")
+        start = (i % n) * self.stride
+        x = self.ids[start : start + self.block_size]  # (T,) a view, no copy
+        y = self.ids[start + 1 : start + self.block_size + 1]  # (T,) the same window, one to the right
+        return x, y
+
+    def __repr__(self):
+        return f"TokenBlocks({len(self)} blocks of {self.block_size}, stride {self.stride}, over {len(self.ids)} ids)"
+
+
+# --- word-aligned blocks ------------------------------------------------------------------
+
+
+def split_words(text):
+    """Cut text into words, each with the whitespace in front of it.
+
+    The cuts fall only between a non-space and a space, where the GPT-2 tokenizer never
+    joins two characters into one token; so encoding the words one by one gives the same
+    ids as encoding the whole text (for GPT-2 and for characters).
+
+    >>> split_words("Hello  world!\\n")
+    ['Hello', '  world!', '\\n']
+    """
+    return [w for w in re.split(r"(?<=\S)(?=\s)", text) if w]
+
+
+def word_aligned_blocks(text, tokenizer, block_size, pad_id):
+    """Blocks that never cut a word in two, padded to `block_size`: a TensorDataset of (x, y).
+
+    Words (see `split_words`) are encoded one by one and packed into a block while they
+    fit; the rest of the block is filled with `pad_id` (e.g. tokenizer.eot_id, GPT-2's
+    <|endoftext|>). As in TokenBlocks, y[t] is the token that follows x[t] in the text
+    (for the last real token, the first token of the next block); on padding, y is -100,
+    so F.cross_entropy ignores those positions instead of teaching the model to predict
+    padding. The last real token of the last block has nothing after it: -100 too.
+
+    A word longer than a whole block can never fit: it is the one exception, cut into
+    block-sized pieces (it starts a fresh block, its tail is packed like any word).
+
+    Returns a TensorDataset; `.tensors` is (X, Y), both LongTensors of shape (N, block_size).
+
+    >>> chars = type("Chars", (), {"encode": staticmethod(lambda s: [ord(c) for c in s])})
+    >>> X, Y = word_aligned_blocks("ab cd", chars, block_size=4, pad_id=0).tensors
+    >>> X.tolist(), Y.tolist()
+    ([[97, 98, 0, 0], [32, 99, 100, 0]], [[98, 32, -100, -100], [99, 100, -100, -100]])
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not text:
+        raise ValueError("text is empty: word-aligned blocks need some text")
+    if not callable(getattr(tokenizer, "encode", None)):
+        raise TypeError(f"tokenizer must have .encode(str) -> list[int], got {type(tokenizer).__name__}")
+    check_block_size(block_size)
+    if not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0:
+        raise ValueError(f"pad_id must be a token id (an int >= 0, e.g. tokenizer.eot_id), got {pad_id!r}")
+
+    blocks, current = [], []  # lists of ids, each at most block_size long
+    for word in split_words(text):
+        ids = list(tokenizer.encode(word))
+        if len(current) + len(ids) > block_size and current:
+            blocks.append(current)  # the word does not fit: close this block
+            current = []
+        while len(ids) > block_size:  # only a word longer than a whole block gets cut
+            blocks.append(ids[:block_size])
+            ids = ids[block_size:]
+        current += ids
+    if current:
+        blocks.append(current)
+
+    X = torch.full((len(blocks), block_size), pad_id, dtype=torch.long)  # (N, T)
+    Y = torch.full((len(blocks), block_size), IGNORE_INDEX, dtype=torch.long)  # (N, T)
+    for i, block in enumerate(blocks):
+        following = blocks[i + 1][:1] if i + 1 < len(blocks) else [IGNORE_INDEX]
+        X[i, : len(block)] = torch.tensor(block)
+        Y[i, : len(block)] = torch.tensor(block[1:] + following)
+    return TensorDataset(X, Y)
+
+
+# --- split and batches --------------------------------------------------------------------
+
+
+def train_val_split(ids, val_fraction):
+    """Split ids by position: the first part for training, the last `val_fraction` for validation.
+
+    Split before cutting blocks, never after shuffling them: overlapping blocks share
+    tokens, so a shuffled split would put the same text on both sides and the validation
+    loss would flatter the model. Returns two 1-D LongTensors, views of the ids.
+
+    >>> train, val = train_val_split(list(range(10)), 0.2)
+    >>> train.tolist(), val.tolist()
+    ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])
+    """
+    ids = as_ids(ids)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+        raise TypeError(f"val_fraction must be a number between 0 and 1, got {val_fraction!r}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.1), got {val_fraction}")
+    n_val = round(len(ids) * val_fraction)
+    n_train = len(ids) - n_val
+    if n_train < 2 or n_val < 2:  # one (x, y) pair needs two ids
+        raise ValueError(
+            f"splitting {len(ids)} ids with val_fraction={val_fraction} leaves {n_train} for training "
+            f"and {n_val} for validation; each side needs at least 2: use more ids or another val_fraction"
+        )
+    return ids[:n_train], ids[n_train:]
+
+
+def make_loaders(ids, block_size, batch_size, val_fraction=0.1, stride=None, seed=0):
+    """Train and validation DataLoaders of (x, y) batches, each of shape (B, T).
+
+    The ids are split by position (train_val_split), then cut into TokenBlocks. Training
+    blocks use `stride` (default: block_size, no overlap) and come shuffled by a
+    torch.Generator seeded with `seed`, so a run repeats exactly. Validation blocks never
+    overlap (stride = block_size, each token scored once) and come in order. The last
+    batch of each may be smaller than batch_size.
+
+    >>> train, val = make_loaders(list(range(1000)), block_size=8, batch_size=4)
+    >>> x, y = next(iter(train))
+    >>> x.shape, y.shape
+    (torch.Size([4, 8]), torch.Size([4, 8]))
+    """
+    check_block_size(block_size)
+    check_block_size(batch_size, "batch_size")
+    train_ids, val_ids = train_val_split(ids, val_fraction)
+    if len(val_ids) < block_size + 1:
+        raise ValueError(
+            f"the validation split has {len(val_ids)} ids (val_fraction={val_fraction} of {len(train_ids) + len(val_ids)}), "
+            f"fewer than block_size + 1 = {block_size + 1}: raise val_fraction, lower block_size or use more text"
+        )
+    if len(train_ids) < block_size + 1:
+        raise ValueError(
+            f"the training split has {len(train_ids)} ids, fewer than block_size + 1 = {block_size + 1}: "
+            f"lower val_fraction or block_size, or use more text"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    train = DataLoader(TokenBlocks(train_ids, block_size, stride), batch_size=batch_size, shuffle=True, generator=generator)
+    val = DataLoader(TokenBlocks(val_ids, block_size), batch_size=batch_size, shuffle=False)
+    return train, val
