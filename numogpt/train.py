@@ -1,0 +1,396 @@
+"""Lesson 05: training a GPT, evaluating it, and saving it.
+
+Training is a loop: take a batch, measure how wrong the model's next-token guesses are (the
+cross-entropy loss), let backpropagation say which way each weight should move, and let the
+optimizer (AdamW) move it a little. Around that loop sit the habits that make it work:
+a learning rate that warms up and then decays along a cosine, gradient clipping, weight
+decay on the weight matrices only, a validation loss measured in eval mode, and checkpoints
+that a run can resume from exactly.
+
+    >>> import torch.nn as nn
+    >>> config = TrainConfig(max_iters=100, learning_rate=1e-3, min_lr=1e-4, warmup_iters=10)
+    >>> [round(lr_at(step, config), 6) for step in (0, 9, 10, 55, 100)]
+    [0.0001, 0.001, 0.001, 0.00055, 0.0001]
+    >>> decay, no_decay = weight_decay_groups(nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 4)))
+    >>> decay, no_decay
+    (['2.weight'], ['0.weight', '1.weight', '1.bias', '2.bias'])
+
+Any model with `forward(idx, targets) -> (logits, loss)` trains here: numogpt's GPT
+(lesson 04) is the one the course uses.
+"""
+import dataclasses
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import default_collate
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run except the model and the data.
+
+    The batch size is the training loader's; everything else is here.
+    """
+    max_iters: int = 2000  # optimizer steps in the whole run
+    learning_rate: float = 1e-3  # the peak, reached at the end of the warmup
+    min_lr: float = 1e-4  # where the cosine decay ends
+    warmup_iters: int = 100  # steps of linear warmup from learning_rate / warmup_iters
+    lr_decay_iters: int | None = None  # the step where the cosine reaches min_lr (None: max_iters)
+    weight_decay: float = 0.1  # on weight matrices only (see weight_decay_groups)
+    betas: tuple = (0.9, 0.99)  # AdamW's averaging of gradients and squared gradients
+    grad_clip: float | None = 1.0  # largest gradient norm allowed (None: no clipping)
+    eval_interval: int = 250  # evaluate (and save the checkpoint) every this many steps
+    eval_iters: int | None = 20  # validation batches per evaluation (None: the whole split)
+    seed: int = 0  # the weights' random init is the caller's; this seeds data order and dropout
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps"
+    progress: bool = True  # show a tqdm progress bar
+
+    def __post_init__(self):
+        for name in ("max_iters", "eval_interval"):
+            _check_int(name, getattr(self, name), least=1)
+        _check_int("warmup_iters", self.warmup_iters, least=0)
+        if self.lr_decay_iters is not None:
+            _check_int("lr_decay_iters", self.lr_decay_iters, least=self.warmup_iters + 1)
+        if self.eval_iters is not None:
+            _check_int("eval_iters", self.eval_iters, least=1)
+        if not 0 <= self.min_lr <= self.learning_rate:
+            raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
+                             f"learning_rate={self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 (or None for no clipping), got {self.grad_clip}")
+        self.betas = tuple(self.betas)  # a checkpoint may hand it back as a list
+
+    @property
+    def decay_end(self):
+        """The step where the cosine decay reaches min_lr."""
+        return self.lr_decay_iters if self.lr_decay_iters is not None else self.max_iters
+
+
+def _check_int(name, value, least):
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+# --- the learning-rate schedule --------------------------------------------------------------
+
+
+def lr_at(step, config):
+    """The learning rate for optimizer step `step` (0-based): linear warmup, then a cosine.
+
+    Warmup: the first steps see large, badly aimed gradients (AdamW's running averages are
+    still empty), so the rate climbs linearly to its peak over `warmup_iters` steps. Then it
+    follows half a cosine down to `min_lr` at `decay_end` and stays there: big steps while
+    the loss falls fast, small ones to settle into a minimum.
+    """
+    if step < config.warmup_iters:
+        return config.learning_rate * (step + 1) / config.warmup_iters
+    if step >= config.decay_end:
+        return config.min_lr
+    progress = (step - config.warmup_iters) / (config.decay_end - config.warmup_iters)  # 0 -> 1
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
+    return config.min_lr + cosine * (config.learning_rate - config.min_lr)
+
+
+# --- the optimizer -----------------------------------------------------------------------------
+
+
+def weight_decay_groups(model):
+    """Split the parameter names into (decayed, not decayed).
+
+    Weight decay pulls weights towards zero, which keeps the big matrices (attention and MLP
+    projections) from growing without need. It is wrong elsewhere: a LayerNorm gain of 1 and
+    a bias are offsets, not sizes, and pulling them to 0 only fights the model; an embedding
+    row is updated only when its token appears, so decay would shrink rare tokens' rows at
+    every step while their gradients come seldom. So: decay parameters with 2 or more
+    dimensions that do not belong to an nn.Embedding. GPT's output head shares its matrix
+    with the token embedding (weight tying), so that matrix is an embedding here and is not
+    decayed. (nanoGPT decays every 2-D parameter, embeddings included; both train well.)
+    """
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():  # a tied parameter is listed once
+        if p.requires_grad:
+            (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(name)
+    return decay, no_decay
+
+
+def configure_optimizer(model, config):
+    """AdamW with weight decay on the weight matrices only (see weight_decay_groups).
+
+    The learning rate is set at every step by `train` from `lr_at`.
+    """
+    params = dict(model.named_parameters())
+    decay, no_decay = weight_decay_groups(model)
+    groups = [
+        {"params": [params[n] for n in decay], "weight_decay": config.weight_decay},
+        {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
+    ]
+    # fused: one kernel updates every tensor, instead of a handful of ops per tensor
+    return torch.optim.AdamW(groups, lr=lr_at(0, config), betas=config.betas, fused=True)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model, loader, max_batches=None):
+    """Mean cross-entropy per target token over `loader` (at most `max_batches`), and its perplexity.
+
+    Eval mode (dropout off), no gradients, and the global random state is left untouched, so
+    evaluating in the middle of a run does not change the run. Targets of -100 (padding) do
+    not count. Perplexity = exp(loss): the model is as unsure as if it chose uniformly among
+    that many tokens.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        for i, (x, y) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            x, y = x.to(device), y.to(device)
+            logits, _ = model(x)  # (B, T, vocab_size)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
+                                     ignore_index=-100, reduction="sum").item()
+            count += (y != -100).sum().item()
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("the validation loader gave no target tokens: use more text or a smaller block_size")
+    loss = total / count
+    return loss, math.exp(loss)
+
+
+# --- the data order ---------------------------------------------------------------------------
+
+
+class Batches:
+    """The training batches in a seeded order, found by step number without replaying the past.
+
+    Epoch e visits every block once, in the order of a permutation seeded by (seed, e);
+    step s takes the (s mod batches_per_epoch)-th slice of it. A resumed run therefore
+    jumps straight to the batch it stopped at. The last partial batch is dropped.
+    """
+
+    def __init__(self, dataset, batch_size, seed):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.per_epoch = len(dataset) // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(f"the training split has {len(dataset)} blocks, fewer than one batch of "
+                             f"{batch_size}: use more text, or a smaller batch_size or block_size")
+        self._epoch, self._order = None, None
+
+    def at(self, step):
+        """The (x, y) batch of optimizer step `step`."""
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self._epoch:  # one permutation per epoch, kept until the next
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(len(self.dataset), generator=generator)
+        picked = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return default_collate([self.dataset[i] for i in picked.tolist()])
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+
+def save_checkpoint(path, model, optimizer=None, *, step=0, tokenizer=None, **extra):
+    """Write the model (and optimizer, step, tokenizer, `extra`) to `path`, atomically.
+
+    The file is written next to `path` under a temporary name and then renamed over it:
+    a crash or Ctrl-C in the middle leaves the previous checkpoint whole. Only tensors and
+    plain Python values go in, so `torch.load(weights_only=True)` can read it back.
+    `tokenizer` is a numogpt tokenizer (or its to_dict()).
+    """
+    config = getattr(model, "config", None)
+    checkpoint = {
+        "model_config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "tokenizer": tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer,
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by save_checkpoint (weights_only=True: no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}: train one first (python -m numogpt train)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated, or not written by "
+                         f"numogpt's save_checkpoint): {type(e).__name__}: {e}") from None
+    if not isinstance(checkpoint, dict) or not {"model", "model_config", "step"} <= checkpoint.keys():
+        raise ValueError(f"{path} is not a numogpt checkpoint (no model, model_config and step in it)")
+    return checkpoint
+
+
+def load_state(model, checkpoint):
+    """Copy a checkpoint's weights into `model`, or say clearly why they do not fit."""
+    config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config) and checkpoint["model_config"] is not None:
+        ours = dataclasses.asdict(config)
+        for key, theirs in checkpoint["model_config"].items():
+            if key in ours and ours[key] != theirs and key != "dropout":
+                raise ValueError(f"the checkpoint was trained with {key}={theirs!r} but this model has "
+                                 f"{key}={ours[key]!r}: build it from the checkpoint's model_config")
+    own = model.state_dict()
+    saved = checkpoint["model"]
+    if own.keys() != saved.keys():
+        missing, unexpected = sorted(own.keys() - saved.keys()), sorted(saved.keys() - own.keys())
+        raise ValueError(f"the checkpoint does not fit this model: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    for name, tensor in saved.items():
+        if tensor.shape != own[name].shape:
+            raise ValueError(f"the checkpoint's {name} has shape {tuple(tensor.shape)} but this model's "
+                             f"has {tuple(own[name].shape)}: build the model from the checkpoint's model_config")
+    model.load_state_dict(saved)
+
+
+def load_model(path, device="cpu"):
+    """Rebuild the GPT and tokenizer saved at `path`: (model in eval mode, tokenizer or None)."""
+    from numogpt.model import GPT, GPTConfig
+    from numogpt.tokenizer import tokenizer_from_dict
+
+    checkpoint = load_checkpoint(path)
+    if checkpoint["model_config"] is None:
+        raise ValueError(f"{path} holds no model_config: it was not saved from a numogpt GPT")
+    model = GPT(GPTConfig(**checkpoint["model_config"]))
+    load_state(model, checkpoint)
+    tokenizer = checkpoint["tokenizer"]
+    return model.to(resolve_device(device)).eval(), tokenizer_from_dict(tokenizer) if tokenizer else None
+
+
+def rng_state(device):
+    """The random state that dropout draws from on `device`, as tensors."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_state(states, device):
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def resolve_device(name):
+    """torch.device(name), or a ValueError if this machine does not have it."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+    }.get(device.type, False)
+    if not available:
+        raise ValueError(f"device {name!r} is not available on this machine: use 'cpu'")
+    return device
+
+
+# --- the training loop ----------------------------------------------------------------------------
+
+
+def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=None, resume=False, **extra):
+    """Train `model` for config.max_iters steps; return its history.
+
+    Batches come from train_loader.dataset, train_loader.batch_size at a time, in the seeded
+    order of `Batches` (the loader's own shuffling is not used: a resumed run must find its
+    place without replaying the batches before it). Every `eval_interval` steps and at the
+    end: evaluate on `val_loader`, call each `callback(step, model, history)` (with the
+    random state saved and restored around it, so sampling text there does not change the
+    run), and save `checkpoint` (a path; `extra`, e.g. tokenizer=..., goes into it).
+    With resume=True the run continues from `checkpoint`: weights, optimizer, step, random
+    state and history, and it ends in the same state as a run that never stopped.
+
+    history = {"train": [(step, loss)], "val": [(step, loss)], "lr": [lr per step]}.
+    A loss that becomes NaN or infinite stops the run with a ValueError naming the step.
+    """
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path to resume from")
+    device = resolve_device(config.device)
+    model.to(device)
+    optimizer = configure_optimizer(model, config)
+    batches = Batches(train_loader.dataset, train_loader.batch_size, config.seed)
+    history = {"train": [], "val": [], "lr": []}
+    step = 0
+    if resume:
+        state = load_checkpoint(checkpoint)
+        if state.get("batches_per_epoch") != batches.per_epoch:
+            raise ValueError(f"the checkpoint at {checkpoint} was trained on data with "
+                             f"{state.get('batches_per_epoch')} batches per epoch, this data has "
+                             f"{batches.per_epoch}: resume with the same data, block and batch size")
+        load_state(model, state)
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        set_rng_state(state["rng_state"], device)
+    else:
+        torch.manual_seed(config.seed)  # dropout's random draws
+
+    def checkpoint_now():
+        evaluate_now = step % config.eval_interval == 0 or step == config.max_iters
+        if not evaluate_now or (history["val"] and history["val"][-1][0] == step):
+            return  # not due, or done before the run was resumed here
+        loss, perplexity = evaluate(model, val_loader, config.eval_iters)
+        history["val"].append((step, loss))
+        bar.write(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
+        with torch.random.fork_rng(devices=[]):
+            for callback in callbacks:
+                callback(step, model, history)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, step=step, history=history,
+                            train_config=dataclasses.asdict(config), rng_state=rng_state(device),
+                            batches_per_epoch=batches.per_epoch, **extra)
+
+    model.train()
+    bar = tqdm(total=config.max_iters, initial=step, disable=not config.progress, desc="training")
+    with bar:
+        checkpoint_now()
+        while step < config.max_iters:
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = batches.at(step)
+            _, loss = model(x.to(device), y.to(device))
+            if not torch.isfinite(loss):
+                raise ValueError(f"the loss became {loss.item()} at step {step} (learning rate {lr:.2e}): "
+                                 f"lower the learning rate or check the data; the last checkpoint is intact")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                # scale all gradients down together if their joint norm exceeds grad_clip:
+                # one unlucky batch cannot throw the weights far away
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            history["train"].append((step, loss.item()))
+            history["lr"].append(lr)
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+            checkpoint_now()
+    return history
