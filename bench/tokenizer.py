@@ -1,0 +1,131 @@
+"""Lesson 01 figures: numogpt's tokenizers against references, measured in the same run.
+
+    python bench/tokenizer.py [path/to/tinyshakespeare.txt]
+
+The default path is ../shared/data/tinyshakespeare.txt beside the checkout. One thread.
+1. GPT-2 encode of the whole file, first call in a fresh process (chunk cache cold), vs
+   tiktoken's "gpt2" timed in that same process; the ids must be identical.
+2. BPE training, vocab 512 on the first 100 KB, vs a plain most-frequent-pair trainer
+   (the textbook loop below): same merges, so the same compression.
+3. BPE training, vocab 4096 on the whole file.
+Each figure is the median of RUNS runs.
+"""
+import os
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tiktoken's thread pool (encode is one thread anyway)
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.references
+
+import regex  # noqa: E402
+
+import numogpt  # noqa: E402
+from numogpt.bpe import merge_pair  # noqa: E402
+from numogpt.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer  # noqa: E402
+
+RUNS = 5
+DEFAULT_TEXT = numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def first_encode_in_fresh_process(path):
+    """Run in a child process: time the first encode of each tokenizer, in both orders."""
+    code = f"""
+import json, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from tests.references import tiktoken_gpt2
+from numogpt.tokenizer import gpt2_tokenizer
+text = open({str(path)!r}, encoding="utf-8").read()
+ours, ref = gpt2_tokenizer(), tiktoken_gpt2()  # loading the files is not timed
+t0 = time.perf_counter(); ref_ids = ref.encode(text)
+t1 = time.perf_counter(); our_ids = ours.encode(text)
+t2 = time.perf_counter()
+print(json.dumps({{"tiktoken": t1 - t0, "numogpt": t2 - t1, "same": our_ids == ref_ids, "n": len(our_ids)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def naive_train(text, vocab_size):
+    """The textbook trainer: recount every pair of every word after each merge.
+
+    Same split and the same tie rule as numogpt (most frequent pair; ties to the smaller
+    pair), so it must learn the same merges, only slower.
+    """
+    words = Counter(regex.findall(GPT2_SPLIT_PATTERN, text))
+    seqs = {w: list(w.encode("utf-8")) for w in words}
+    merges = {}
+    for new_id in range(256, vocab_size):
+        counts = Counter()
+        for w, seq in seqs.items():
+            for pair in zip(seq, seq[1:]):
+                counts[pair] += words[w]
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges[best] = new_id
+        seqs = {w: merge_pair(seq, best, new_id) for w, seq in seqs.items()}
+    return merges
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - t, result
+
+
+def median_time(fn, *args, runs=RUNS, **kwargs):
+    times, result = [], None
+    for _ in range(runs):
+        t, result = timed(fn, *args, **kwargs)
+        times.append(t)
+    return statistics.median(times), result
+
+
+def main():
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_TEXT
+    if not path.exists():
+        sys.exit(f"no Tiny Shakespeare at {path}: pass its path, python bench/tokenizer.py PATH")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    text = path.read_text(encoding="utf-8")
+    print(f"text: {path.name}, {len(text.encode('utf-8')):,} bytes; median of {RUNS} runs")
+
+    print("\n1. GPT-2 encode of the whole file, first call in a fresh process")
+    runs = [first_encode_in_fresh_process(path) for _ in range(RUNS)]
+    ours = statistics.median(r["numogpt"] for r in runs)
+    ref = statistics.median(r["tiktoken"] for r in runs)
+    ratio = statistics.median(r["tiktoken"] / r["numogpt"] for r in runs)
+    mb = len(text.encode("utf-8")) / 1e6
+    print(f"   tiktoken {ref:.3f} s ({mb / ref:.1f} MB/s)   numogpt {ours:.3f} s ({mb / ours:.1f} MB/s)")
+    print(f"   numogpt throughput / tiktoken's = {ratio:.2f} (goal >= 0.33)   "
+          f"identical ids: {all(r['same'] for r in runs)} ({runs[0]['n']:,} tokens)")
+
+    print("\n2. BPE training, vocab 512, first 100 KB")
+    head = text[:100_000]
+    ours, tok = median_time(BPETokenizer().train, head, 512)
+    ref, ref_merges = timed(naive_train, head, 512)
+    same = list(tok.merges.items()) == list(ref_merges.items())
+    n_tokens = len(tok.encode(head))
+    print(f"   numogpt {ours:.3f} s (goal < 0.5 s)   textbook trainer {ref:.2f} s (1 run)   speed-up {ref / ours:.0f}x")
+    print(f"   same merges as the textbook trainer: {same}   "
+          f"compression: {len(head.encode('utf-8')) / n_tokens:.2f} bytes per token")
+
+    print("\n3. BPE training, vocab 4096, the whole file")
+    ours, tok = median_time(BPETokenizer().train, text, 4096, runs=3)
+    print(f"   numogpt {ours:.2f} s (goal <= 10 s, median of 3)   "
+          f"compression: {len(text.encode('utf-8')) / len(tok.encode(text)):.2f} bytes per token")
+
+
+if __name__ == "__main__":
+    main()
