@@ -267,3 +267,95 @@ def test_bad_arguments_are_named(kwargs, error, words):
     for fn in (generate, stream):  # stream checks at the call, not at the first step
         with pytest.raises(error, match=words):
             fn(**args)
+
+
+# --- the command: python -m numogpt sample ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny checkpoints saved by lesson 05's save_checkpoint: a char tokenizer, a byte-level BPE
+    (its tokens can split a character), and a BPE model that always says <|endoftext|>."""
+    from numogpt.tokenizer import BPETokenizer, CharTokenizer
+    from numogpt.train import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    char = CharTokenizer("abcdefghij klmnop.")
+    bpe = BPETokenizer().train("héllo wörld, ça va? " * 10, vocab_size=270, pattern=None, special_tokens=["<|endoftext|>"])
+    paths = {}
+    for name, tok in [("char", char), ("bpe", bpe), ("eot", bpe)]:
+        model = tiny_gpt(vocab_size=tok.vocab_size)
+        if name == "eot":  # every position's vector becomes <|endoftext|>'s embedding: it wins the argmax
+            with torch.no_grad():
+                model.transformer.ln_f.weight.zero_()
+                model.transformer.ln_f.bias.copy_(model.transformer.wte.weight[tok.eot_id])
+        paths[name] = save_checkpoint(folder / f"{name}.pt", model, tokenizer=tok)
+    return paths
+
+
+def sample_command(capsys, *args):
+    from numogpt.__main__ import main
+
+    try:
+        main(["sample", *map(str, args)])
+    except SystemExit as e:
+        return e.code, capsys.readouterr()
+    return 0, capsys.readouterr()
+
+
+@pytest.mark.parametrize("name, prompt", [("char", "hello"), ("bpe", "ça")])
+@pytest.mark.parametrize("flags", [[], ["--no-cache"], ["--temperature", "0"], ["--top-k", "5", "--top-p", "0.8"]])
+def test_the_command_prints_the_prompt_and_its_continuation(checkpoints, capsys, name, prompt, flags):
+    from numogpt.train import load_model
+
+    code, out = sample_command(capsys, "--checkpoint", checkpoints[name], "--prompt", prompt,
+                               "--max-new-tokens", 25, "--seed", 4, *flags)
+    assert code == 0 and out.err == ""
+    # what streamed out, piece by piece, is the decoded whole: prompt, then continuation
+    model, tok = load_model(checkpoints[name])
+    temperature = float(flags[1]) if flags[:1] == ["--temperature"] else 1.0
+    top_k, top_p = (5, 0.8) if "--top-k" in flags else (None, None)
+    ids = generate(model, torch.tensor([tok.encode(prompt)]), 25, temperature=temperature, top_k=top_k,
+                   top_p=top_p, generator=torch.Generator().manual_seed(4))
+    assert out.out == tok.decode(ids[0].tolist()) + "\n"
+    assert out.out.startswith(prompt)
+
+
+def test_the_command_streams_one_flush_per_token(checkpoints, capsys, monkeypatch):
+    flushes = []
+    monkeypatch.setattr("builtins.print", lambda *a, flush=False, **kw: flushes.append(flush))
+    sample_command(capsys, "--checkpoint", checkpoints["char"], "--prompt", "ab", "--max-new-tokens", 7)
+    assert flushes == [True] * 8 + [False]  # the prompt, each of the 7 tokens, the final newline
+
+
+def test_the_command_stops_at_end_of_text_without_printing_it(checkpoints, capsys):
+    code, out = sample_command(capsys, "--checkpoint", checkpoints["eot"], "--prompt", "héllo", "--temperature", 0)
+    assert code == 0 and out.out == "héllo\n"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--checkpoint", "missing.pt", "--prompt", "ab"], "no checkpoint at missing.pt"),
+        (["--prompt", "xyz"], "character 'x'"),
+        (["--prompt", ""], "no tokens"),
+        (["--prompt", "ab", "--temperature", "-1"], "temperature"),
+        (["--prompt", "ab", "--top-p", "2"], "top_p"),
+        (["--prompt", "ab", "--max-new-tokens", "-3"], "max_new_tokens"),
+        (["--prompt", "ab", "--top-k", "many"], "invalid int value: 'many'"),
+    ],
+)
+def test_the_command_explains_bad_input(checkpoints, capsys, args, words):
+    if "--checkpoint" not in args:
+        args = ["--checkpoint", checkpoints["char"], *args]
+    code, out = sample_command(capsys, *args)
+    assert code == 2 and words in out.err and "Traceback" not in out.err
+
+
+def test_the_command_runs_as_a_module(checkpoints):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "numogpt", "sample", "--checkpoint", str(checkpoints["char"]),
+                           "--prompt", "hello", "--max-new-tokens", "10"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("hello") and len(done.stdout) == len("hello") + 10 + 1
