@@ -50,7 +50,7 @@ class TrainConfig:
     eval_iters: int | None = 20  # validation batches per evaluation (None: the whole split)
     seed: int = 0  # the weights' random init is the caller's; this seeds data order and dropout
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps"
-    progress: bool = True  # show a tqdm progress bar
+    progress: bool = True  # show a tqdm progress bar and a line per evaluation
 
     def __post_init__(self):
         for name in ("max_iters", "eval_interval"):
@@ -322,9 +322,9 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     Batches come from train_loader.dataset, train_loader.batch_size at a time, in the seeded
     order of `Batches` (the loader's own shuffling is not used: a resumed run must find its
     place without replaying the batches before it). Every `eval_interval` steps and at the
-    end: evaluate on `val_loader`, call each `callback(step, model, history)` (with the
-    random state saved and restored around it, so sampling text there does not change the
-    run), and save `checkpoint` (a path; `extra`, e.g. tokenizer=..., goes into it).
+    end: evaluate on `val_loader`, call each `callback(step, model, history)` (the model in
+    eval mode, the random state saved and restored around it, so sampling text there does
+    not change the run), and save `checkpoint` (a path; `extra`, e.g. tokenizer=..., goes into it).
     With resume=True the run continues from `checkpoint`: weights, optimizer, step, random
     state and history, and it ends in the same state as a run that never stopped.
 
@@ -358,10 +358,13 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
             return  # not due, or done before the run was resumed here
         loss, perplexity = evaluate(model, val_loader, config.eval_iters)
         history["val"].append((step, loss))
-        bar.write(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
+        if config.progress:
+            bar.write(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
+        model.eval()
         with torch.random.fork_rng(devices=[]):
             for callback in callbacks:
                 callback(step, model, history)
+        model.train()
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, step=step, history=history,
                             train_config=dataclasses.asdict(config), rng_state=rng_state(device),

@@ -1,0 +1,337 @@
+"""Lesson 05: the schedule, the optimizer groups, evaluation, checkpoints, exact resume, the NaN stop."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from numogpt.data import make_loaders
+from numogpt.model import GPT, GPTConfig
+from numogpt.train import (
+    Batches,
+    TrainConfig,
+    configure_optimizer,
+    evaluate,
+    load_checkpoint,
+    load_model,
+    load_state,
+    lr_at,
+    save_checkpoint,
+    train,
+    weight_decay_groups,
+)
+
+VOCAB = 11
+
+
+def tiny_gpt(seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = dict(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+    return GPT(GPTConfig(**{**config, **overrides}))
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    ids = torch.randint(0, VOCAB, (600,), generator=torch.Generator().manual_seed(1))
+    return make_loaders(ids, block_size=8, batch_size=4)  # 16 batches per epoch
+
+
+def quiet(**kw):
+    return TrainConfig(**{"progress": False, "warmup_iters": 3, "eval_iters": 2, **kw})
+
+
+# --- the schedule ----------------------------------------------------------------------------
+
+
+def test_schedule_matches_torch_linear_warmup_then_cosine_annealing():
+    config = TrainConfig(max_iters=60, learning_rate=3e-3, min_lr=3e-4, warmup_iters=10, lr_decay_iters=50)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 10, end_factor=1.0, total_iters=9)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40, eta_min=config.min_lr)
+    sched = torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[10])
+    for step in range(50):
+        assert lr_at(step, config) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9), step
+        opt.step()
+        sched.step()
+    assert all(lr_at(step, config) == config.min_lr for step in range(50, 80))
+
+
+def test_schedule_warms_up_linearly_then_never_rises_and_ends_at_min_lr():
+    config = TrainConfig(max_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=20)
+    lrs = [lr_at(step, config) for step in range(201)]
+    steps = [b - a for a, b in zip(lrs[:20], lrs[1:20])]
+    assert steps == pytest.approx([1e-3 / 20] * 19)
+    assert lrs[19] == pytest.approx(1e-3)
+    assert all(b <= a + 1e-15 for a, b in zip(lrs[19:], lrs[20:]))
+    assert lrs[200] == 1e-4 and lrs[199] > 1e-4
+
+
+def test_schedule_without_warmup_starts_at_the_peak():
+    config = TrainConfig(max_iters=10, learning_rate=1e-3, warmup_iters=0)
+    assert lr_at(0, config) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(max_iters=0), "max_iters"), (dict(min_lr=1.0, learning_rate=0.1), "min_lr"),
+    (dict(grad_clip=0), "grad_clip"), (dict(warmup_iters=50, lr_decay_iters=50), "lr_decay_iters"),
+    (dict(eval_interval=2.5), "eval_interval"),
+])
+def test_bad_config_is_refused_by_name(bad, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**bad)
+
+
+# --- the optimizer -------------------------------------------------------------------------------
+
+
+def test_decay_only_the_weight_matrices_not_embeddings_layernorms_or_biases():
+    model = tiny_gpt(n_layer=2)
+    decay, no_decay = weight_decay_groups(model)
+    assert sorted(decay) == sorted(f"transformer.h.{i}.{name}.weight" for i in range(2)
+                                   for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))
+    assert "transformer.wte.weight" in no_decay and "transformer.wpe.weight" in no_decay
+    assert "lm_head.weight" not in decay + no_decay  # tied to wte: one tensor, listed once
+    assert len(no_decay) == 2 + 2 * (4 + 4) + 2  # embeddings, per block 2 LayerNorms + 4 biases, ln_f
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for g in configure_optimizer(model, TrainConfig()).param_groups for p in g["params"])
+
+
+def test_one_adamw_step_shrinks_decayed_weights_only():
+    # with zero gradients, AdamW's update is the decay alone: w <- w * (1 - lr * weight_decay)
+    model = tiny_gpt()
+    config = TrainConfig(learning_rate=0.1, warmup_iters=0, weight_decay=0.5)
+    opt = configure_optimizer(model, config)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    decay, no_decay = weight_decay_groups(model)
+    for n, p in model.named_parameters():
+        factor = 1 - 0.1 * 0.5 if n in decay else 1.0
+        torch.testing.assert_close(p.detach(), before[n] * factor)
+
+
+def test_gradients_are_clipped_to_grad_clip_keeping_their_direction(loaders):
+    train_loader, val_loader = loaders
+    model = tiny_gpt(dropout=0.0)
+    x, y = Batches(train_loader.dataset, train_loader.batch_size, seed=0).at(0)
+    model(x, y)[1].backward()
+    raw = torch.cat([p.grad.flatten() for p in model.parameters()])
+    model.zero_grad()
+    clip = 0.1 * raw.norm().item()
+    train(model, train_loader, val_loader, quiet(max_iters=1, grad_clip=clip))  # grads stay after the step
+    clipped = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert clipped.norm().item() == pytest.approx(clip, rel=1e-4)
+    torch.testing.assert_close(clipped, raw * (clip / raw.norm()))
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def test_evaluate_is_the_mean_cross_entropy_over_counted_tokens_in_eval_mode():
+    model = tiny_gpt()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(0, VOCAB, (7, 8), generator=g)
+    y = torch.randint(0, VOCAB, (7, 8), generator=g)
+    y[2, 5:] = -100  # padding does not count
+    loader = DataLoader(TensorDataset(x, y), batch_size=3)  # batches of 3, 3, 1
+    model.train()
+    rng = torch.get_rng_state()
+    loss, perplexity = evaluate(model, loader)
+    assert model.training and torch.equal(rng, torch.get_rng_state())
+    model.eval()
+    with torch.no_grad():
+        reference = F.cross_entropy(model(x)[0].flatten(0, 1), y.flatten(), ignore_index=-100).item()
+    assert loss == pytest.approx(reference, rel=1e-5)
+    assert perplexity == pytest.approx(math.exp(reference), rel=1e-5)
+    first, _ = evaluate(model, loader, max_batches=1)
+    with torch.no_grad():
+        assert first == pytest.approx(F.cross_entropy(model(x[:3])[0].flatten(0, 1), y[:3].flatten()).item(), rel=1e-5)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = tiny_gpt()
+    opt = configure_optimizer(model, TrainConfig())
+    model(torch.zeros(1, 8, dtype=torch.long), torch.ones(1, 8, dtype=torch.long))[1].backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ck.pt", model, opt, step=7, note="hi")
+    raw = torch.load(path, weights_only=True)  # plain types and tensors only
+    assert {"model_config", "model", "optimizer", "step", "tokenizer"} <= raw.keys()
+    assert raw["step"] == 7 and raw["note"] == "hi" and raw["tokenizer"] is None
+    loaded, tokenizer = load_model(path)
+    assert tokenizer is None and not loaded.training and loaded.config == model.config
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight  # still tied
+    fresh = configure_optimizer(loaded, TrainConfig())
+    fresh.load_state_dict(load_checkpoint(path)["optimizer"])
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_a_checkpoint_of_another_shape_gets_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.pt", tiny_gpt())
+    with pytest.raises(ValueError, match="n_embd=16 but this model has n_embd=32"):
+        load_state(tiny_gpt(n_embd=32), load_checkpoint(path))
+    plain = nn.Sequential(nn.Linear(3, 4))
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    with pytest.raises(ValueError, match=r"0.weight has shape \(4, 3\).* has \(5, 3\)"):
+        load_state(nn.Sequential(nn.Linear(3, 5)), load_checkpoint(tmp_path / "plain.pt"))
+
+
+def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "ck.pt", tiny_gpt(), step=1)
+    real_save = torch.save
+
+    def save_half_then_fail(obj, f):
+        real_save(obj, f)
+        f.truncate(100)  # a half-written file...
+        raise KeyboardInterrupt  # ...and then Ctrl-C
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, tiny_gpt(seed=1), step=2)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left behind
+
+
+def test_bad_files_get_clear_errors_and_no_code_runs(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+    path = save_checkpoint(tmp_path / "ck.pt", tiny_gpt())
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a numogpt checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"model": {}, "model_config": None, "step": 0, "payload": Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):  # weights_only refuses the object
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not Exploit.ran
+
+
+class Exploit:
+    ran = False
+
+    def __reduce__(self):
+        return (setattr, (Exploit, "ran", True))
+
+
+# --- training, resuming, stopping ---------------------------------------------------------------
+
+
+def states_equal(a, b):
+    """Two checkpoints hold the same run: weights, optimizer, step, random state."""
+    assert a["step"] == b["step"]
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    for i, state in a["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][i][key]), (i, key)
+    assert torch.equal(a["rng_state"]["cpu"], b["rng_state"]["cpu"])
+
+
+def test_train_lowers_the_loss_and_keeps_a_history(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    model = tiny_gpt()
+    seen = []
+    history = train(model, train_loader, val_loader, quiet(max_iters=30, learning_rate=1e-2, eval_interval=10),
+                    callbacks=[lambda step, m, h: seen.append((step, m.training, len(h["val"])))])
+    assert [s for s, _ in history["train"]] == list(range(30)) and len(history["lr"]) == 30
+    assert [s for s, _ in history["val"]] == [0, 10, 20, 30]
+    assert history["val"][-1][1] < history["val"][0][1]
+    assert history["lr"][2] == pytest.approx(1e-2) and history["lr"][-1] < history["lr"][5]
+    assert seen == [(0, False, 1), (10, False, 2), (20, False, 3), (30, False, 4)]  # eval mode during callbacks
+    assert model.training
+
+
+def test_twenty_steps_then_resume_to_forty_equals_forty_straight(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    schedule = dict(lr_decay_iters=40, learning_rate=1e-2)
+    straight = tmp_path / "straight.pt"
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=40, eval_interval=15, **schedule), checkpoint=straight)
+    resumed = tmp_path / "resumed.pt"
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, eval_interval=20, **schedule), checkpoint=resumed)
+    # a fresh model with other weights and a sampling callback: resume must overwrite and ignore both
+    sampler = lambda step, m, h: torch.multinomial(torch.ones(5), 3)  # noqa: E731
+    history = train(tiny_gpt(seed=9), train_loader, val_loader, quiet(max_iters=40, eval_interval=20, **schedule),
+                    [sampler], checkpoint=resumed, resume=True)
+    states_equal(load_checkpoint(straight), load_checkpoint(resumed))
+    assert [s for s, _ in history["train"]] == list(range(40))  # one history across the two runs
+
+
+def test_ctrl_c_leaves_the_last_checkpoint_good_and_resume_finishes_the_run(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    config = quiet(max_iters=12, eval_interval=5)
+    straight = tmp_path / "straight.pt"
+    train(tiny_gpt(), train_loader, val_loader, config, checkpoint=straight)
+    model = tiny_gpt()
+    calls = 0
+    forward = model.forward
+
+    def interrupted_at_step_7(idx, targets=None):
+        nonlocal calls
+        calls += targets is not None  # training steps only, not evaluation
+        if calls == 8:
+            raise KeyboardInterrupt
+        return forward(idx, targets)
+
+    model.forward = interrupted_at_step_7
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(model, train_loader, val_loader, config, checkpoint=path)
+    assert load_checkpoint(path)["step"] == 5
+    train(tiny_gpt(), train_loader, val_loader, config, checkpoint=path, resume=True)
+    states_equal(load_checkpoint(straight), load_checkpoint(path))
+
+
+def test_resume_refuses_other_data(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    path = tmp_path / "ck.pt"
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=2), checkpoint=path)
+    other, _ = make_loaders(list(range(VOCAB)) * 30, block_size=8, batch_size=4)
+    with pytest.raises(ValueError, match="batches per epoch"):
+        train(tiny_gpt(), other, val_loader, quiet(max_iters=4), checkpoint=path, resume=True)
+
+
+class NanAt(nn.Module):
+    """A model whose loss turns NaN at its `bad_step`-th training call."""
+
+    def __init__(self, bad_step):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(VOCAB, VOCAB))
+        self.calls, self.bad_step = 0, bad_step
+
+    def forward(self, idx, targets=None):
+        logits = self.w[idx]  # (B, T, V)
+        if targets is None:
+            return logits, None
+        self.calls += 1
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss * float("nan") if self.calls == self.bad_step + 1 else loss
+
+
+def test_a_nan_loss_stops_training_naming_the_step(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    with pytest.raises(ValueError, match="the loss became nan at step 3"):
+        train(NanAt(3), train_loader, val_loader, quiet(max_iters=10))
+
+
+def test_batches_visit_every_block_once_per_epoch_in_a_seeded_order():
+    n = 30
+    dataset = TensorDataset(torch.arange(n), torch.arange(n))  # block i is just i
+    batches = Batches(dataset, batch_size=4, seed=0)
+    assert batches.per_epoch == 7  # the last partial batch is dropped
+    for epoch in range(2):
+        seen = torch.cat([batches.at(epoch * 7 + i)[0] for i in range(7)])
+        assert len(set(seen.tolist())) == 28  # no block twice within an epoch
+    assert torch.equal(Batches(dataset, 4, seed=0).at(9)[0], batches.at(9)[0])  # found directly by step
+    assert not torch.equal(Batches(dataset, 4, seed=1).at(0)[0], batches.at(0)[0])
+    assert not torch.equal(batches.at(7)[0], batches.at(0)[0])  # a new order each epoch
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Batches(dataset, batch_size=n + 1, seed=0)
