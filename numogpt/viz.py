@@ -29,18 +29,19 @@ def plot_causal_mask(tokens):
     Blocked cells are the ones set to -inf before the softmax, so they get weight 0.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     T = len(tokens)
-    allowed = [[1.0 if j <= i else 0.0 for j in range(T)] for i in range(T)]
+    allowed = [[1 if j <= i else 0 for j in range(T)] for i in range(T)]
     fig, ax = plt.subplots(figsize=(0.4 * T + 1.6, 0.4 * T + 1.2))
-    ax.imshow(allowed, cmap="Greens", vmin=-0.4, vmax=1.2)
+    ax.imshow(allowed, cmap=ListedColormap(["#e8e8e8", "#2e8b57"]), vmin=0, vmax=1)
     for i in range(T):
         for j in range(i + 1, T):
-            ax.text(j, i, "-inf", ha="center", va="center", fontsize=7, color="grey")
+            ax.text(j, i, "-inf", ha="center", va="center", fontsize=7, color="#777777")
     _label_token_axes(ax, tokens)
     ax.set_xlabel("key: the token looked at")
     ax.set_ylabel("query: the token looking")
-    ax.set_title("causal mask: green may look, -inf may not", fontsize=10)
+    ax.set_title("causal mask: green may look, grey is -inf", fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -51,7 +52,7 @@ def plot_attention_maps(weights, tokens, title="attention weights per head"):
     import matplotlib.pyplot as plt
 
     H, T = weights.shape[0], len(tokens)
-    fig, axes = plt.subplots(1, H, figsize=(0.3 * T * H + 1.2, 0.3 * T + 1.6), squeeze=False)
+    fig, axes = plt.subplots(1, H, figsize=(0.3 * T * H + 1.6, 0.3 * T + 1.4), squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
         image = ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=1.0)
         _label_token_axes(ax, tokens, rows=h == 0)
@@ -83,8 +84,227 @@ def plot_softmax_saturation(head_sizes, unscaled, scaled):
 
 # --- lesson 04: the GPT model -------------------------------------------------------------
 
+_PART_COLOURS = {  # one colour per part of a GPT, shared by the lesson's pictures
+    "token embedding": "tab:blue",
+    "position embedding": "tab:cyan",
+    "attention": "tab:orange",
+    "MLP": "tab:green",
+    "layer norms": "tab:purple",
+    "residual": "tab:grey",
+}
+
+
+def _describe(module):
+    """What a leaf module is, in a few characters, e.g. 'Linear 64 -> 192'."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.Embedding):
+        return f"Embedding {module.num_embeddings} x {module.embedding_dim}"
+    if isinstance(module, nn.Linear):
+        return f"Linear {module.in_features} -> {module.out_features}" + ("" if module.bias is not None else ", no bias")
+    if isinstance(module, nn.LayerNorm):
+        return f"LayerNorm {module.normalized_shape[0]}"
+    if isinstance(module, nn.GELU):
+        return f"GELU ({module.approximate})"
+    return type(module).__name__
+
+
+def _architecture_rows(model):
+    """(name, description, parameters, part) from the input to the logits, walking the model's modules."""
+    import torch.nn as nn
+
+    config, t = model.config, model.transformer
+    rows = [("idx", "token ids (B, T)", None, None)]
+    rows += [(f"transformer.{n}", _describe(t[n]), t[n].weight.numel(), part)
+             for n, part in (("wte", "token embedding"), ("wpe", "position embedding"))]
+    rows.append(("+", "token + position: the residual stream (B, T, C)", None, "residual"))
+    for name, module in t.h[0].named_modules():  # block 0 stands for all: they share one shape
+        if list(module.children()) or isinstance(module, nn.Dropout):
+            continue  # containers are drawn through their leaves; dropout has nothing to learn
+        part = "attention" if name.startswith("attn") else "MLP" if name.startswith("mlp") else "layer norms"
+        rows.append((f"h[i].{name}", _describe(module), sum(p.numel() for p in module.parameters()), part))
+        if name == "attn.c_attn":
+            D = config.n_embd // config.n_head
+            rows.append(("", f"{config.n_head} heads x {D} dims, causal (B, H, T, T)", None, "attention"))
+        if name.endswith("c_proj"):
+            rows.append(("+", "add back into the residual stream", None, "residual"))
+    rows.append(("transformer.ln_f", _describe(t.ln_f), sum(p.numel() for p in t.ln_f.parameters()), "layer norms"))
+    tied = model.lm_head.weight is t.wte.weight
+    rows.append(("lm_head", _describe(model.lm_head) + (" (= wte, tied)" if tied else ""), 0 if tied else None, "token embedding"))
+    rows.append(("logits", f"(B, T, {config.vocab_size}): a score per next token", None, None))
+    return rows
+
+
+def plot_architecture(model):
+    """The GPT drawn from the model itself: one box per layer, with its size and parameters.
+
+    The blocks share one shape, so block 0's layers are drawn once inside a frame marked
+    "x n_layer"; the '+' rows are where a block adds its result to the residual stream.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    rows = _architecture_rows(model)
+    n_layer = model.config.n_layer
+    in_block = [i for i, r in enumerate(rows) if r[0].startswith("h[i]")]
+    first, last = in_block[0], in_block[-1] + 1  # the '+' after mlp.c_proj closes the block
+    height = 0.42 * len(rows) + 0.6
+    fig, ax = plt.subplots(figsize=(7.2, height))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(len(rows) - 0.3, -0.9)
+    ax.axis("off")
+    ax.add_patch(FancyBboxPatch((0.1, first - 0.45), 9.8, last - first + 0.9, boxstyle="round,pad=0.02",
+                                fill=False, linestyle="--", edgecolor="grey"))
+    ax.text(5.0, first - 0.45, f" x {n_layer} blocks (counts per block) ", ha="center", va="center", fontsize=8.5,
+            color="dimgrey", bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
+    for y, (name, description, params, part) in enumerate(rows):
+        colour = _PART_COLOURS.get(part, "lightgrey")
+        ax.text(0.3, y, name, ha="left", va="center", fontsize=8.5, family="monospace")
+        ax.text(3.3, y, description, ha="left", va="center", fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.25", facecolor=colour, alpha=0.25, edgecolor=colour))
+        if params is not None:
+            ax.text(9.7, y, f"{params:,}", ha="right", va="center", fontsize=8.5)
+    ax.text(9.7, -0.7, "parameters", ha="right", va="center", fontsize=8.5, color="dimgrey")
+    ax.set_title(f"GPT: {n_layer} layers, {model.config.n_head} heads, {model.config.n_embd} dims, "
+                 f"{model.num_params():,} parameters", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_parameter_shares(counts_by_model):
+    """Where the parameters live: one bar per model, split by part (shares of its total).
+
+    counts_by_model: {label: model.parameter_counts()}.
+    """
+    import matplotlib.pyplot as plt
+
+    labels = list(counts_by_model)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) + 1.5))
+    for row, label in enumerate(labels):
+        counts = counts_by_model[label]
+        total, left = sum(counts.values()), 0.0
+        for part, n in counts.items():
+            share = n / total
+            ax.barh(row, share, left=left, color=_PART_COLOURS[part], label=part if row == 0 else None)
+            if share > 0.07:
+                ax.text(left + share / 2, row, f"{share:.0%}", ha="center", va="center", fontsize=8, color="white")
+            left += share
+    ax.set_yticks(range(len(labels)), labels=[f"{k}\n{sum(v.values()):,}" for k, v in counts_by_model.items()], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the parameters")
+    ax.legend(ncol=5, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(labels) < 3 else -0.18))
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_residual_std(std_by_label):
+    """The spread (std) of the residual stream after the embeddings (0) and after each block.
+
+    std_by_label: {label: [std after embeddings, after block 1, ...]}.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for (label, stds), colour in zip(std_by_label.items(), ["tab:red", "tab:blue", "tab:green"]):
+        ax.plot(range(len(stds)), stds, "o-", markersize=3, color=colour, label=label)
+    ax.set_xlabel("blocks passed")
+    ax.set_ylabel("std of the residual stream")
+    ax.set_ylim(bottom=0)
+    ax.set_title("residual stream at initialisation", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _char_kind(label):
+    if len(label) != 1:
+        return "other"
+    if label in "aeiou":
+        return "vowel"
+    if label.isalpha():
+        return "capital" if label.isupper() else "consonant"
+    return "digit" if label.isdigit() else "space and punctuation"
+
+
+def plot_embeddings_2d(weight, labels, title="token embeddings, first two principal components"):
+    """Each row of `weight` (V, C) as a point: its projection on the two main directions (PCA).
+
+    labels: one string per row; single characters are coloured by kind (vowel, consonant, ...).
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    centred = weight.detach().float() - weight.detach().float().mean(dim=0)
+    _, _, Vh = torch.linalg.svd(centred, full_matrices=False)  # rows of Vh: the principal directions
+    axes = Vh[:2] * Vh[:2].gather(1, Vh[:2].abs().argmax(dim=1, keepdim=True)).sign()  # fix SVD's sign
+    xy = (centred @ axes.T).numpy()  # (V, 2)
+    colours = {"vowel": "tab:red", "consonant": "tab:blue", "capital": "tab:purple", "digit": "tab:green",
+               "space and punctuation": "tab:orange", "other": "tab:grey"}
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    seen = set()
+    for (x, y), label in zip(xy, labels):
+        kind = _char_kind(label)
+        ax.scatter(x, y, s=12, color=colours[kind], label=None if kind in seen else kind)
+        seen.add(kind)
+        shown = {" ": "sp", "\n": "\\n", "\t": "\\t"}.get(label, label)
+        ax.annotate(shown, (x, y), fontsize=8, xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel("component 1")
+    ax.set_ylabel("component 2")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7.5)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
 
 # --- lesson 05: training ------------------------------------------------------------------
+
+
+def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup, then cosine decay"):
+    """The learning rate at every step (`lrs`, e.g. [lr_at(s, config) for s in range(n)])."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    ax.plot(range(len(lrs)), lrs, color="tab:blue")
+    if warmup_iters:
+        ax.axvline(warmup_iters, color="#999999", linestyle="--", linewidth=1)
+        ax.text(warmup_iters, max(lrs), " end of warmup", fontsize=8, color="#666666", va="top")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_loss_curves(history, title="training and validation loss"):
+    """Loss against step from a `train` history: each batch's loss (faint), its running
+    mean, and the validation loss at every evaluation (dots)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    if history["train"]:
+        steps, losses = zip(*history["train"])
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
+        window = max(1, len(losses) // 25)  # a mean over ~4% of the run smooths the batch noise
+        smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+                  for i in range(len(losses))]
+        ax.plot(steps, smooth, color="tab:blue", label="train (running mean)")
+    if history["val"]:
+        steps, losses = zip(*history["val"])
+        ax.plot(steps, losses, "o-", color="tab:orange", markersize=4, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 # --- lesson 06: sampling ------------------------------------------------------------------
