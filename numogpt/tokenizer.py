@@ -253,8 +253,10 @@ class BPETokenizer:
         _check_text(text)
         if not text:
             raise ValueError("cannot train on empty text")
+        if isinstance(special_tokens, str):
+            raise TypeError(f"special_tokens must be a list of str, e.g. [{special_tokens!r}], not one str")
         special_tokens = list(special_tokens)
-        if isinstance(special_tokens, str) or not all(isinstance(s, str) and s for s in special_tokens):
+        if not all(isinstance(s, str) and s for s in special_tokens):
             raise TypeError(f"special_tokens must be a list of non-empty str, e.g. [{ENDOFTEXT!r}]; got {special_tokens!r}")
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special_tokens has duplicates: {special_tokens!r}")
@@ -284,6 +286,14 @@ class BPETokenizer:
         - a set of special tokens: encode those; raise for the others (as tiktoken does).
         """
         _check_text(text)
+        try:
+            return self._encode(text, allowed_special)
+        except UnicodeEncodeError:
+            # lone surrogates (e.g. from a broken JSON escape) have no UTF-8 form: make them
+            # '\ufffd' and join surrogate pairs, as tiktoken does
+            return self._encode(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"), allowed_special)
+
+    def _encode(self, text, allowed_special):
         allowed = self._allowed_special(allowed_special)
         if self._special_re is not None and allowed_special != "none":
             for found in self._special_re.finditer(text):
