@@ -16,11 +16,11 @@ A language model learns to predict the next token. So a training example is a bl
 - `train_val_split` and `make_loaders`: split by position, then batch with a DataLoader.
 """
 import os
-import re
 import tempfile
 import urllib.request
 from pathlib import Path
 
+import regex
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -180,12 +180,13 @@ def split_words(text):
 
     The cuts fall only between a non-space and a space, where the GPT-2 tokenizer never
     joins two characters into one token; so encoding the words one by one gives the same
-    ids as encoding the whole text (for GPT-2 and for characters).
+    ids as encoding the whole text (for GPT-2 and for characters). `regex`, not `re`: its
+    \\s is the Unicode whitespace of GPT-2's split pattern (re's also counts \\x1c-\\x1f).
 
     >>> split_words("Hello  world!\\n")
     ['Hello', '  world!', '\\n']
     """
-    return [w for w in re.split(r"(?<=\S)(?=\s)", text) if w]
+    return [w for w in regex.split(r"(?<=\S)(?=\s)", text) if w]
 
 
 def word_aligned_blocks(text, tokenizer, block_size, pad_id):

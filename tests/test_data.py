@@ -8,6 +8,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import regex
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -24,6 +25,8 @@ from numogpt.data import (
     train_val_split,
     word_aligned_blocks,
 )
+from numogpt.tokenizer import CharTokenizer, gpt2_tokenizer
+from tests.references import tiktoken_gpt2
 
 
 class Chars:
@@ -186,6 +189,29 @@ def test_a_word_longer_than_a_block_is_cut_and_starts_a_fresh_block():
     check_word_aligned("ab abcdefghij cd", Chars, 4, 0)
 
 
+def test_gpt2_word_aligned_blocks_of_the_course_corpus_hold_tiktokens_ids():
+    text = load_corpus("train-nn")[:20_000]
+    gpt2 = gpt2_tokenizer()
+    X, Y = check_word_aligned(text, gpt2, block_size=32, pad_id=gpt2.eot_id)
+    real = X[X != gpt2.eot_id]
+    assert real.tolist() == tiktoken_gpt2().encode(text)  # words one by one = the whole text at once
+    assert 0.8 < len(real) / X.numel() < 1  # some padding, not much: blocks are well filled
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(min_size=1, max_size=40).filter(lambda t: "<|endoftext|>" not in t), block_size=st.integers(1, 6))
+def test_gpt2_words_one_by_one_give_the_ids_of_the_whole_text(text, block_size):
+    gpt2 = gpt2_tokenizer()
+    X, _ = word_aligned_blocks(text, gpt2, block_size, gpt2.eot_id).tensors
+    assert X[X != gpt2.eot_id].tolist() == tiktoken_gpt2().encode(text)
+
+
+def test_char_tokenizer_blocks_of_the_course_corpus():
+    text = load_corpus("train-nn")[:3_000]
+    chars = CharTokenizer(text + "\0")  # "\0" never occurs in the text: the pad
+    check_word_aligned(text, chars, block_size=16, pad_id=chars.encode("\0")[0])
+
+
 def test_padded_targets_are_ignored_by_cross_entropy():
     X, Y = word_aligned_blocks("one two three four five six", Chars, block_size=6, pad_id=0).tensors
     assert (Y == IGNORE_INDEX).any()
@@ -208,11 +234,14 @@ def test_split_words_cuts_only_before_whitespace():
 
 @given(st.text(min_size=1))
 def test_split_words_keeps_every_character(text):
+    def space(c):  # whitespace as GPT-2's split pattern (the regex module) sees it
+        return regex.fullmatch(r"\s", c) is not None
+
     words = split_words(text)
     assert "".join(words) == text and all(words)
     # every cut falls between a non-space and a space, and every such place is cut
-    assert all(not a[-1].isspace() and b[0].isspace() for a, b in zip(words, words[1:]))
-    assert not any(not a.isspace() and b.isspace() for w in words for a, b in zip(w, w[1:]))
+    assert all(not space(a[-1]) and space(b[0]) for a, b in zip(words, words[1:]))
+    assert not any(not space(a) and space(b) for w in words for a, b in zip(w, w[1:]))
 
 
 @pytest.mark.parametrize(
