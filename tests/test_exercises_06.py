@@ -1,0 +1,150 @@
+"""Lesson 06's exercise checks: the right answer passes, wrong answers get a helpful message,
+an unwritten answer says so."""
+import pytest
+import torch
+
+from numogpt import sample
+from numogpt.exercises import (
+    ExerciseError, check_greedy_step, check_softmax_with_temperature, check_top_k_filter, check_top_p_filter,
+)
+
+
+def not_written(*args):
+    raise NotImplementedError()
+
+
+def fails_with(check, answer, words):
+    with pytest.raises(ExerciseError, match=words):
+        check(answer)
+
+
+# --- softmax with temperature --------------------------------------------------------------
+
+
+def test_temperature_right_answer_passes(capsys):
+    check_softmax_with_temperature(lambda logits, t: torch.softmax(logits / t, dim=-1))
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        (not_written, "not written yet"),
+        (lambda logits, t: torch.softmax(logits * t, dim=-1), "multiplied"),
+        (lambda logits, t: torch.softmax(logits, dim=-1), "plain softmax"),
+        (lambda logits, t: torch.softmax(logits, dim=-1) / t, "sum to 1"),
+        (lambda logits, t: torch.softmax(logits / t, dim=0), "sum to 1"),
+        (lambda logits, t: logits.div_(t).softmax(dim=-1), "in place"),
+        (lambda logits, t: torch.softmax(logits / t, dim=-1)[0], "shape"),
+    ],
+)
+def test_temperature_wrong_answers_are_explained(answer, words):
+    fails_with(check_softmax_with_temperature, answer, words)
+
+
+# --- top-k ------------------------------------------------------------------------------------
+
+
+def test_top_k_right_answers_pass(capsys):
+    check_top_k_filter(sample.top_k_filter)
+
+    def by_scatter(logits, k):  # keeps exactly k even on ties: also right
+        kept = torch.full_like(logits, float("-inf"))
+        values, indices = torch.topk(logits, k)
+        return kept.scatter(-1, indices, values)
+
+    check_top_k_filter(by_scatter)
+    assert capsys.readouterr().out.count("Correct") == 2
+
+
+def kth(logits, k, largest=True):
+    return torch.topk(logits, k, largest=largest).values[..., -1:]
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        (not_written, "not written yet"),
+        (lambda logits, k: logits.masked_fill(logits < kth(logits, k), 0.0), "to 0"),
+        (lambda logits, k: logits.masked_fill(logits <= kth(logits, k), float("-inf")), "keep exactly"),
+        (lambda logits, k: logits.masked_fill(logits > kth(logits, k, largest=False), float("-inf")), "SMALLEST"),
+        (lambda logits, k: torch.where(logits < kth(logits, k), float("-inf"), 1.0), "stay exactly"),
+        (lambda logits, k: logits.masked_fill(logits < kth(logits[:1], k), float("-inf")), "keep exactly|wrong tokens"),
+    ],
+)
+def test_top_k_wrong_answers_are_explained(answer, words):
+    fails_with(check_top_k_filter, answer, words)
+
+
+# --- top-p ------------------------------------------------------------------------------------
+
+
+def test_top_p_right_answer_passes(capsys):
+    check_top_p_filter(sample.top_p_filter)
+    assert "Correct" in capsys.readouterr().out
+
+
+def nucleus_by(rule):
+    """A top-p filter whose keep decision is rule(sorted_probs, p)."""
+    def top_p(logits, p):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        keep = rule(sorted_logits.softmax(dim=-1), p)
+        return logits.masked_fill(~torch.zeros_like(keep).scatter(-1, order, keep), float("-inf"))
+    return top_p
+
+
+def unsorted(logits, p):  # cumsum in vocabulary order, never sorted
+    probs = logits.softmax(dim=-1)
+    return logits.masked_fill((probs.cumsum(-1) - probs) >= p, float("-inf"))
+
+
+def whole_batch(logits, p):  # sorts the flattened batch, not each row
+    flat = sample.top_p_filter(logits.flatten(), p)
+    return flat.view_as(logits)
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        (not_written, "not written yet"),
+        (nucleus_by(lambda probs, p: probs.cumsum(-1) < p), "one token short"),  # stops before crossing p
+        (nucleus_by(lambda probs, p: probs.cumsum(-1) <= p), "one token short|no token"),
+        (nucleus_by(lambda probs, p: probs.cumsum(-1) - probs <= p + 0.2), "nucleus"),
+        (unsorted, "Sort"),
+        (lambda logits, p: sample.top_p_filter(logits, p).nan_to_num(neginf=0.0), "to 0"),
+        (lambda logits, p: sample.top_p_filter(logits, p) / 2, "stay exactly"),
+        (whole_batch, "row by row"),
+    ],
+)
+def test_top_p_wrong_answers_are_explained(answer, words):
+    fails_with(check_top_p_filter, answer, words)
+
+
+# --- the greedy step --------------------------------------------------------------------------
+
+
+def right_greedy_step(model, idx):
+    logits, _ = model(idx[:, -model.config.block_size:])
+    return logits[:, -1, :].argmax(dim=-1, keepdim=True)
+
+
+def test_greedy_step_right_answer_passes(capsys):
+    state = torch.get_rng_state()
+    check_greedy_step(right_greedy_step)
+    assert "Correct" in capsys.readouterr().out
+    assert torch.equal(torch.get_rng_state(), state)  # the check leaves the caller's random state alone
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        (not_written, "not written yet"),
+        (lambda model, idx: model(idx)[0][:, -1, :].argmax(dim=-1, keepdim=True), "crop the context"),
+        (lambda model, idx: right_greedy_step(model, idx).flatten(), r"not \(2,\)"),
+        (lambda model, idx: model(idx[:, -8:])[0][:, -1, :], "returned the logits"),
+        (lambda model, idx: model(idx[:, -8:])[0][:, 0, :].argmax(dim=-1, keepdim=True), "FIRST position"),
+        (lambda model, idx: model(idx[:, :8])[0][:, -1, :].argmax(dim=-1, keepdim=True), "last block_size"),
+    ],
+)
+def test_greedy_step_wrong_answers_are_explained(answer, words):
+    fails_with(check_greedy_step, answer, words)
