@@ -145,6 +145,30 @@ def test_layer_equals_a_reference_built_from_pytorch_pieces():
     torch.testing.assert_close(attn(x), expected, **TOL[torch.float64])
 
 
+@pytest.mark.parametrize("n_embd, n_head, T", [(48, 6, 7), (32, 1, 4), (16, 4, 1)])
+def test_layer_equals_transformers_gpt2_attention(n_embd, n_head, T):
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
+
+    config = transformers.GPT2Config(n_embd=n_embd, n_head=n_head, attn_pdrop=0.0, resid_pdrop=0.0)
+    config._attn_implementation = "eager"  # written out by hand, like ours; it takes the mask from outside
+    torch.manual_seed(0)
+    reference = GPT2Attention(config, layer_idx=0).double().eval()
+    attn = layer(n_embd, n_head)
+    with torch.no_grad():  # their Conv1D stores (in, out): the transpose of nn.Linear's weight
+        for name in ["c_attn", "c_proj"]:
+            getattr(attn, name).weight.copy_(getattr(reference, name).weight.T)
+            getattr(attn, name).bias.copy_(getattr(reference, name).bias)
+    x = randn(2, T, n_embd, seed=9)
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
+    additive_mask = torch.zeros(T, T, dtype=torch.float64).masked_fill(future, float("-inf"))[None, None]
+    expected, expected_weights = reference(x, attention_mask=additive_mask)[:2]
+    y, weights = attn(x, return_weights=True)
+    torch.testing.assert_close(attn(x), expected, **TOL[torch.float64])
+    torch.testing.assert_close(y, expected, **TOL[torch.float64])
+    torch.testing.assert_close(weights, expected_weights, **TOL[torch.float64])
+
+
 @pytest.mark.parametrize("by_hand", [False, True])
 def test_the_future_does_not_change_the_past(by_hand):
     attn, x = layer(), randn(2, 8, 32, seed=1)
