@@ -5,6 +5,144 @@ import sys
 
 # --- lesson 05: python -m numogpt train ---------------------------------------------------
 
+TRAIN_HELP = """\
+Train a GPT on the course corpus (or your own text), show a progress bar, print the
+validation loss and perplexity, and write OUT/checkpoint.pt and the loss curve OUT/loss.png.
+The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole and
+`--resume` continues from it exactly where it stopped.
+"""
+# what --resume may change; everything else comes from the checkpoint
+RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "device")
+TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="char", preset="gpt-numo", block_size=None,
+                      batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=None, eval_interval=None,
+                      seed=0, device="cpu")
+
+
+def add_train(commands):
+    p = commands.add_parser("train", help="train a GPT; save OUT/checkpoint.pt and OUT/loss.png",
+                            description=TRAIN_HELP)
+    d = TRAIN_DEFAULTS
+    # every default is None here, so that --resume can tell what was given on the command line
+    p.add_argument("--data", metavar="PATH",
+                   help=f"a UTF-8 text file, or a corpus name (train-nn, tinyshakespeare); default {d['data']}")
+    p.add_argument("--tokenizer", choices=("char", "word", "bpe", "gpt2"),
+                   help="char: one id per character (default); word: one per word; bpe: byte-level BPE "
+                        "trained on the text, 512 tokens; gpt2: GPT-2's 50257 tokens")
+    p.add_argument("--preset", metavar="NAME",
+                   help=f"model size: nano, gpt-numo, micro, mini or gpt2 (numogpt.model.PRESETS); default {d['preset']}")
+    p.add_argument("--block-size", type=int, metavar="T", help="context length in tokens (default: the preset's)")
+    p.add_argument("--batch-size", type=int, metavar="B", help=f"blocks per step (default {d['batch_size']})")
+    p.add_argument("--max-iters", type=int, metavar="N", help=f"optimizer steps in the whole run (default {d['max_iters']})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']})")
+    p.add_argument("--lr-decay-iters", type=int, metavar="N",
+                   help="step where the cosine decay ends (default: --max-iters); set it to the full length "
+                        "if you plan to stop early and --resume with a larger --max-iters")
+    p.add_argument("--eval-interval", type=int, metavar="N",
+                   help="evaluate and save the checkpoint every N steps (default: a tenth of --max-iters)")
+    p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
+    p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in OUT/checkpoint.pt, with its settings (only --max-iters, "
+                        "--eval-interval and --device may change)")
+    p.add_argument("--device", help=f"cpu, cuda, cuda:N or mps (default {d['device']})")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args):
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # write PNGs; no window
+    import torch
+
+    from numogpt.data import load_corpus, make_loaders
+    from numogpt.model import GPT, GPTConfig
+    from numogpt.tokenizer import tokenizer_from_dict
+    from numogpt.train import TrainConfig, evaluate, load_checkpoint, train
+    from numogpt.viz import plot_loss_curves
+
+    given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval"):
+        if name in given and given[name] < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, got {given[name]}")
+    if "lr" in given and not given["lr"] > 0:
+        raise ValueError(f"--lr must be > 0, got {given['lr']}")
+    out = Path(args.out)
+    path = out / "checkpoint.pt"
+
+    if args.resume:
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: there is no checkpoint at {path}; train without --resume first "
+                                    f"(or point --out at the folder that holds it)")
+        fixed = sorted(set(given) - set(RESUME_MAY_CHANGE))
+        if fixed:
+            raise ValueError(f"--resume continues the run in {path} with its own settings: drop "
+                             + ", ".join(f"--{k.replace('_', '-')}" for k in fixed)
+                             + " (only --max-iters, --eval-interval and --device may change)")
+        checkpoint = load_checkpoint(path)
+        if "command" not in checkpoint:
+            raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
+        settings = {**checkpoint["command"], **given}
+        tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
+        text = load_corpus(settings["data"])
+        model_config = GPTConfig(**checkpoint["model_config"])
+    else:
+        settings = {**TRAIN_DEFAULTS, **given}
+        if "data" in given and not Path(given["data"]).exists() and given["data"] not in ("train-nn", "tinyshakespeare"):
+            raise FileNotFoundError(f"--data {given['data']}: no such file (give a UTF-8 text file, or train-nn "
+                                    f"or tinyshakespeare)")
+        text = load_corpus(settings["data"])
+        tokenizer = _make_tokenizer(settings["tokenizer"], text)
+        block = {"block_size": settings["block_size"]} if settings["block_size"] else {}
+        model_config = GPTConfig.preset(settings["preset"], vocab_size=tokenizer.vocab_size, **block)
+        settings["block_size"] = model_config.block_size
+        if Path(settings["data"]).exists():
+            settings["data"] = str(Path(settings["data"]).resolve())  # --resume may run from elsewhere
+    settings["lr_decay_iters"] = settings["lr_decay_iters"] or settings["max_iters"]
+    settings["eval_interval"] = settings["eval_interval"] or max(1, settings["max_iters"] // 10)
+
+    ids = tokenizer.encode(text)
+    # stride 1: every position starts a block, so even a small corpus gives many different batches
+    train_loader, val_loader = make_loaders(ids, settings["block_size"], settings["batch_size"],
+                                            stride=1, seed=settings["seed"])
+    config = TrainConfig(max_iters=settings["max_iters"], learning_rate=settings["lr"],
+                         min_lr=settings["lr"] / 10, warmup_iters=min(100, settings["lr_decay_iters"] // 10),
+                         lr_decay_iters=settings["lr_decay_iters"], eval_interval=settings["eval_interval"],
+                         seed=settings["seed"], device=settings["device"])
+    torch.manual_seed(settings["seed"])  # the initial weights
+    model = GPT(model_config)
+    c = model_config
+    print(f"{len(text):,} characters -> {len(ids):,} {settings['tokenizer']} tokens (vocabulary {c.vocab_size}); "
+          f"model {settings['preset']}: {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
+          f"block {c.block_size}, {model.num_params():,} parameters")
+    try:
+        history = train(model, train_loader, val_loader, config, checkpoint=path, resume=args.resume,
+                        tokenizer=tokenizer, command=settings)
+    except KeyboardInterrupt:
+        step = load_checkpoint(path)["step"] if path.is_file() else None
+        raise SystemExit(f"\ninterrupted. {path} holds step {step}; continue with: "
+                         f"python -m numogpt train --resume --out {args.out}" if step is not None
+                         else "\ninterrupted before the first checkpoint") from None
+    loss, perplexity = evaluate(model, val_loader)
+    plot_loss_curves(history).savefig(out / "loss.png")
+    print(f"validation loss {loss:.4f}, perplexity {perplexity:.2f} (the whole validation split)")
+    print(f"wrote {path} and {out / 'loss.png'}")
+
+
+def _make_tokenizer(kind, text):
+    from numogpt.tokenizer import BPETokenizer, CharTokenizer, WordTokenizer, gpt2_tokenizer
+
+    if kind == "char":
+        return CharTokenizer(text)
+    if kind == "word":
+        return WordTokenizer(text)
+    if kind == "bpe":
+        tokenizer = BPETokenizer()
+        tokenizer.train(text, vocab_size=512)
+        return tokenizer
+    return gpt2_tokenizer()
+
 
 # --- lesson 06: python -m numogpt sample --------------------------------------------------
 
@@ -77,6 +215,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m numogpt", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     # lesson 05 adds `train`, lesson 06 `sample`
+    add_train(commands)
     add_sample(commands)
     add_student(commands)
     args = parser.parse_args(argv)

@@ -394,6 +394,6 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
             history["lr"].append(lr)
             step += 1
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}", refresh=False)
             checkpoint_now()
     return history
