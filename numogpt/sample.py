@@ -254,3 +254,35 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     """
     new = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator))
     return torch.cat([idx, *new], dim=1)
+
+
+def stream_text(model, tokenizer, prompt, max_new_tokens, **options):
+    """Yield the continuation of the text `prompt` piece by piece (str), to print as it comes.
+
+    `options` are generate's (temperature, top_k, top_p, use_cache, generator). Generation
+    stops at the tokenizer's <|endoftext|> if it has one, which is not shown. A byte-level BPE
+    token can hold part of a character, so each piece is the new end of the decoded whole,
+    held back while that ends in U+FFFD (a character still waiting for its last bytes).
+    The tokenizer's ValueError for text it cannot encode comes through as it is.
+    """
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError(f"the prompt {prompt!r} has no tokens: give it some text to continue")
+    eos_id = getattr(tokenizer, "eot_id", None)  # None for tokenizers without <|endoftext|>
+    steps = stream(model, torch.tensor([ids]), max_new_tokens, eos_id=eos_id, **options)
+    return _text_pieces(tokenizer, ids, steps, eos_id)
+
+
+def _text_pieces(tokenizer, ids, steps, eos_id):
+    shown = tokenizer.decode(ids)
+    for next_id in steps:  # (1, 1) each
+        if next_id.item() == eos_id:
+            break
+        ids.append(next_id.item())
+        text = tokenizer.decode(ids)
+        if not text.endswith("\ufffd"):
+            yield text[len(shown):]
+            shown = text
+    rest = tokenizer.decode(ids)[len(shown):]  # bytes that never completed a character
+    if rest:
+        yield rest
