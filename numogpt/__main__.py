@@ -163,36 +163,23 @@ def add_sample(commands):
 def run_sample(args):
     import torch
 
-    from numogpt.sample import stream
+    from numogpt.sample import stream_text
     from numogpt.train import load_model
 
     model, tokenizer = load_model(args.checkpoint)
     if tokenizer is None:
         raise ValueError(f"{args.checkpoint} holds no tokenizer, so the prompt cannot be encoded: "
                          f"save the checkpoint with tokenizer=...")
-    ids = tokenizer.encode(args.prompt)  # a character it has never seen -> ValueError naming it
-    if not ids:
-        raise ValueError(f"the prompt {args.prompt!r} has no tokens: give it some text to continue")
-    eos_id = getattr(tokenizer, "eot_id", None)
-    steps = stream(model, torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, eos_id=eos_id, use_cache=not args.no_cache,
-                   generator=torch.Generator().manual_seed(args.seed))
-    shown = tokenizer.decode(ids)
-    print(shown, end="", flush=True)
+    pieces = stream_text(model, tokenizer, args.prompt, args.max_new_tokens, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, use_cache=not args.no_cache,
+                         generator=torch.Generator().manual_seed(args.seed))
+    print(args.prompt, end="", flush=True)
     try:
-        for next_id in steps:
-            if next_id.item() == eos_id:
-                break
-            ids.append(next_id.item())
-            # decode everything and print what is new: a character that BPE split across tokens
-            # decodes to U+FFFD until its last byte arrives, so wait for it
-            text = tokenizer.decode(ids)
-            if not text.endswith("\ufffd"):
-                print(text[len(shown):], end="", flush=True)
-                shown = text
-    except KeyboardInterrupt:  # Ctrl-C stops the text, not with a traceback
+        for piece in pieces:
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:  # Ctrl-C ends the text, without a traceback
         pass
-    print(tokenizer.decode(ids)[len(shown):])
+    print()
 
 
 # --- the student copy of the course ----------------------------------------------------------
