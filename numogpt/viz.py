@@ -12,6 +12,136 @@ matplotlib.rcParams["figure.dpi"] = 80  # small PNGs keep the notebooks light on
 # --- lesson 01: the tokenizer -------------------------------------------------------------
 
 
+_TOKEN_COLOURS = ["#ffd8a8", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#d0bfff", "#ffec99", "#99e9f2", "#ced4da"]
+
+
+def _token_pieces(tokenizer, text):
+    """The text of each token of `text`, as the tokenizer splits it."""
+    return [tokenizer.decode([i]) for i in tokenizer.encode(text)]
+
+
+def _drawable(piece, charmap):
+    """`piece` as the monospace font can draw it: spaces as '·', newlines as '↵', tabs as
+    '→', and characters the font lacks as '□' (matplotlib would warn about them)."""
+    shown = piece.replace(" ", "·").replace("\n", "↵").replace("\t", "→")
+    return "".join(ch if ord(ch) in charmap else "□" for ch in shown)
+
+
+def plot_tokens(tokenizer, text, title=None, width=64):
+    """`text` with one coloured box per token, wrapped at `width` characters.
+
+    Spaces show as '·' and newlines as '↵', so you can see which token holds them.
+    A token that holds part of a character shows as '�'.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager, ft2font
+    from matplotlib.patches import Rectangle
+
+    font = font_manager.FontProperties(family="DejaVu Sans Mono")
+    charmap = ft2font.FT2Font(font_manager.findfont(font)).get_charmap()
+    pieces = [_drawable(p, charmap) for p in _token_pieces(tokenizer, text)]
+    # lay the boxes out in rows of at most `width` characters
+    rows, x = [[]], 0
+    for i, piece in enumerate(pieces):
+        if x + len(piece) > width and rows[-1]:
+            rows.append([])
+            x = 0
+        rows[-1].append((x, piece, _TOKEN_COLOURS[i % len(_TOKEN_COLOURS)]))
+        x += len(piece)
+    fig, ax = plt.subplots(figsize=(0.13 * width + 0.4, 0.33 * len(rows) + 0.6))
+    for r, row in enumerate(rows):
+        for x, piece, colour in row:
+            ax.add_patch(Rectangle((x, -r - 0.4), len(piece), 0.8, facecolor=colour, edgecolor="white"))
+            ax.text(x + 0.05, -r, piece, fontproperties=font, fontsize=10, va="center")
+    ax.set_xlim(0, width)
+    ax.set_ylim(-len(rows) + 0.5, 0.5)
+    ax.axis("off")
+    ax.set_title(title or f"{len(pieces)} tokens, {len(text)} characters", fontsize=10, loc="left")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_bpe_training(tokenizer, n_bytes, n_first=12):
+    """How BPE compresses its training text as merges are learned, and its first merges.
+
+    `tokenizer` is a BPETokenizer just trained (its `merge_counts` say how often each merge
+    applied) on a text of `n_bytes` bytes. Each application removes one token, so after k
+    merges the text is n_bytes - (the first k counts) tokens long.
+    """
+    import matplotlib.pyplot as plt
+
+    lengths = [n_bytes]
+    for count in tokenizer.merge_counts:
+        lengths.append(lengths[-1] - count)
+    fig, (ax, ax_list) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=[3, 2])
+    ax.plot(range(len(lengths)), [n_bytes / n for n in lengths], color="tab:blue")
+    ax.set_xlabel("merges learned")
+    ax.set_ylabel("bytes per token")
+    ax.set_title("compression of the training text", fontsize=10)
+    ax.grid(alpha=0.3)
+    text = {i: b.decode("utf-8", errors="replace") for i, b in tokenizer.vocab.items()}
+    lines = [f"{new:>4}: {text[a]!r:>7} + {text[b]!r:<7} -> {text[new]!r:<9} x{count}"
+             for ((a, b), new), count in zip(tokenizer.merges.items(), tokenizer.merge_counts)]
+    ax_list.text(0, 1, "\n".join(lines[:n_first]), family="DejaVu Sans Mono", fontsize=8, va="top")
+    ax_list.set_title(f"the first {n_first} merges", fontsize=10)
+    ax_list.axis("off")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_tokens_per_word(tokenizers, samples):
+    """Bar chart: tokens per word (whitespace-separated) of each text in `samples`
+    ({name: text}) under each tokenizer in `tokenizers` ({name: tokenizer})."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.3 * len(samples) + 2, 3.2))
+    width = 0.8 / len(tokenizers)
+    for k, (name, tok) in enumerate(tokenizers.items()):
+        ratios = [len(tok.encode(text)) / len(text.split()) for text in samples.values()]
+        xs = [i + (k - (len(tokenizers) - 1) / 2) * width for i in range(len(samples))]
+        bars = ax.bar(xs, ratios, width, label=name, color=f"C{k}")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(range(len(samples)), labels=list(samples), fontsize=9)
+    ax.set_ylabel("tokens per word")
+    ax.set_title("the same tokenizer spends more tokens on some texts", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def token_widget(tokenizers, text="Hello world! Tokenizers don't see words: 3.14159 🙂"):
+    """A text box; below it, the text coloured by token under each of `tokenizers`
+    ({name: tokenizer}), with the token count. Type to see the tokens change."""
+    import html
+
+    import ipywidgets as widgets
+
+    box = widgets.Textarea(value=text, layout=widgets.Layout(width="95%", height="4em"))
+    shown = widgets.HTML()
+
+    def render(_=None):
+        parts = []
+        for name, tok in tokenizers.items():
+            try:
+                pieces = _token_pieces(tok, box.value)
+            except ValueError as e:  # e.g. a character the CharTokenizer never saw
+                parts.append(f"<b>{html.escape(name)}</b>: {html.escape(str(e))}")
+                continue
+            spans = "".join(
+                f'<span style="background:{_TOKEN_COLOURS[i % len(_TOKEN_COLOURS)]};white-space:pre-wrap;'
+                f'font-family:monospace">{html.escape(p.replace(chr(10), "↵"))}</span>'
+                for i, p in enumerate(pieces))
+            parts.append(f"<b>{html.escape(name)}</b> ({len(pieces)} tokens)<br>{spans}")
+        shown.value = "<br><br>".join(parts)
+
+    box.observe(render, names="value")
+    render()
+    return widgets.VBox([box, shown])
+
+
 # --- lesson 02: the dataset ---------------------------------------------------------------
 
 
