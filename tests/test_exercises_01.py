@@ -1,0 +1,159 @@
+"""Lesson 01's checks: right answers pass, wrong answers get a message that says what is wrong."""
+from collections import Counter
+
+import pytest
+
+from numogpt.exercises import ExerciseError, check_count_pairs, check_encode_with_merges, check_merge
+
+
+def not_written(*args):
+    raise NotImplementedError()
+
+
+# --- count pairs -----------------------------------------------------------------------------
+
+def count_pairs(ids):
+    counts = {}
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def count_pairs_without_overlaps(ids):
+    counts, i = {}, 0
+    while i + 1 < len(ids):
+        pair = (ids[i], ids[i + 1])
+        counts[pair] = counts.get(pair, 0) + 1
+        i += 2 if pair[0] == pair[1] else 1
+    return counts
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (count_pairs_without_overlaps, "pairs overlap"),
+    (lambda ids: Counter(zip(ids, ids[2:])), r"zip\(ids, ids\[1:\]\)"),  # pairs two apart
+    (lambda ids: list(zip(ids, ids[1:])), "should return a dict"),
+    (lambda ids: Counter((ids[i], ids[i + 1]) for i in range(len(ids))), "crashed with IndexError"),
+    (not_written, "not written yet"),
+])
+def test_count_pairs(wrong, message, capsys):
+    check_count_pairs(count_pairs)
+    check_count_pairs(lambda ids: Counter(zip(ids, ids[1:])))  # a Counter is a dict too
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match=message):
+        check_count_pairs(wrong)
+
+
+# --- merge -----------------------------------------------------------------------------------
+
+def merge(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def merge_missing_the_end(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 2 < len(ids) and (ids[i], ids[i + 1]) == pair:  # one position short
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def merge_losing_the_last_token(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids) - 1:
+        if (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def merge_every_position(ids, pair, new_id):  # merges overlapping pairs twice
+    out = []
+    for i, x in enumerate(ids):
+        if i + 1 < len(ids) and (x, ids[i + 1]) == pair:
+            out.append(new_id)
+        elif not (i > 0 and (ids[i - 1], x) == pair):
+            out.append(x)
+    return out
+
+
+def merge_in_place(ids, pair, new_id):
+    i = 0
+    while i + 1 < len(ids):
+        if (ids[i], ids[i + 1]) == pair:
+            ids[i:i + 2] = [new_id]
+        i += 1
+    return ids
+
+
+def merge_first_only(ids, pair, new_id):
+    for i in range(len(ids) - 1):
+        if (ids[i], ids[i + 1]) == pair:
+            return ids[:i] + [new_id] + ids[i + 2:]
+    return list(ids)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (merge_missing_the_end, "pair at the very end is missed"),
+    (merge_losing_the_last_token, "last token went missing"),
+    (merge_every_position, "skip both of its tokens"),
+    (merge_in_place, "changed the list it was given"),
+    (merge_first_only, "not just the first"),
+    (lambda ids, pair, new_id: tuple(ids), "should return a list"),
+    (not_written, "not written yet"),
+])
+def test_merge(wrong, message, capsys):
+    check_merge(merge)
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match=message):
+        check_merge(wrong)
+
+
+# --- encode with merges ----------------------------------------------------------------------
+
+def encode_with_merges(text, merges):
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in merges.items():
+        ids = merge(ids, pair, new_id)
+    return ids
+
+
+def encode_code_points(text, merges):
+    ids = [ord(c) for c in text]
+    for pair, new_id in merges.items():
+        ids = merge(ids, pair, new_id)
+    return ids
+
+
+def encode_in_reverse_order(text, merges):
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in reversed(merges.items()):
+        ids = merge(ids, pair, new_id)
+    return ids
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (encode_code_points, "code points"),
+    (encode_in_reverse_order, "in the order they were learned"),
+    (lambda text, merges: text.encode("utf-8"), "should return a list of ints"),
+    (not_written, "not written yet"),
+])
+def test_encode_with_merges(wrong, message, capsys):
+    check_encode_with_merges(encode_with_merges)
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match=message):
+        check_encode_with_merges(wrong)
