@@ -145,6 +145,97 @@ def token_widget(tokenizers, text="Hello world! Tokenizers don't see words: 3.14
 # --- lesson 02: the dataset ---------------------------------------------------------------
 
 
+_X_COLOUR, _Y_COLOUR, _PAD_COLOUR = "#cfe2f3", "#fce5cd", "#e8e8e8"  # input, target, padding
+
+
+def _token_box(ax, col, row, text, colour):
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((col - 0.45, row - 0.35), 0.9, 0.7, facecolor=colour, edgecolor="#888888"))
+    ax.text(col, row, text, ha="center", va="center", fontsize=8, family="monospace")
+
+
+def plot_block_shift(tokens):
+    """One training example drawn as tokens: x is tokens[:-1], y is tokens[1:], one to the right.
+
+    `tokens` are the T + 1 token strings of a window of the text (e.g. decoded ids). Each
+    arrow goes from x[t] to y[t]: having read x[0..t], the model must guess y[t].
+    """
+    import matplotlib.pyplot as plt
+
+    T = len(tokens) - 1
+    labels = [repr(t)[1:-1].replace(" ", "·") for t in tokens]  # show spaces and newlines: '·the', '\\n'
+    fig, ax = plt.subplots(figsize=(0.95 * (T + 1) + 0.8, 2.2))
+    for t in range(T):
+        _token_box(ax, t, 1, labels[t], _X_COLOUR)
+        _token_box(ax, t + 1, 0, labels[t + 1], _Y_COLOUR)
+        ax.annotate("", xy=(t + 0.8, 0.3), xytext=(t + 0.2, 0.7), arrowprops=dict(arrowstyle="->", color="#555555"))
+    ax.text(-0.65, 1, "x", ha="right", va="center", fontsize=11, weight="bold")
+    ax.text(0.35, 0, "y", ha="right", va="center", fontsize=11, weight="bold")
+    ax.set_xlim(-1, T + 0.6)
+    ax.set_ylim(-0.6, 1.6)
+    ax.axis("off")
+    ax.set_title(f"one block of T = {T}: y[t] is the token after x[t], so y is x one step to the right", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_stride_coverage(n_ids, block_size, strides):
+    """Where the blocks of each stride fall on a text of `n_ids` token ids.
+
+    One panel per stride, one bar per block: x covers block_size ids, and its target
+    reaches one further (the thin tail). A stride below block_size overlaps the blocks.
+    """
+    import matplotlib.pyplot as plt
+
+    all_starts = [range(0, n_ids - block_size, stride) for stride in strides]  # the last target id must exist
+    rows = [len(starts) + 1 for starts in all_starts]
+    fig, axes = plt.subplots(len(strides), 1, figsize=(7, 0.9 + 0.2 * sum(rows)), sharex=True, squeeze=False,
+                             height_ratios=rows)
+    for ax, stride, starts in zip(axes[:, 0], strides, all_starts):
+        for row, s in enumerate(starts):
+            ax.barh(row, block_size, left=s, height=0.7, color="tab:blue", edgecolor="white")
+            ax.barh(row, 1, left=s + block_size, height=0.3, color="tab:orange")
+        ax.set_ylim(len(starts) - 0.4, -0.6)
+        ax.set_yticks([])
+        ax.set_ylabel(f"stride {stride}", rotation=0, ha="right", va="center", fontsize=9)
+        ax.text(1.01, 0.5, f"{len(starts)} blocks", transform=ax.transAxes, fontsize=9, va="center")
+    last = axes[-1, 0]
+    last.set_xlim(0, n_ids)
+    last.set_xlabel(f"position in a text of {n_ids} ids (blue: x of block_size {block_size}; orange: the extra target id)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_block_fill(X, pad_id, rows=24):
+    """How full word-aligned blocks are: real tokens in colour, padding in grey.
+
+    Left: the first `rows` blocks of X (N, T), one row each. Right: how many real
+    tokens each block holds, over all N blocks.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    real = (X != pad_id)  # (N, T)
+    filled = real.sum(dim=1)  # (N,)
+    N, T = X.shape
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=[3, 2])
+    left.imshow(real[:rows].int(), cmap=ListedColormap([_PAD_COLOUR, "tab:blue"]), vmin=0, vmax=1, aspect="auto",
+                interpolation="nearest")
+    left.set_xlabel("position in the block")
+    left.set_ylabel("block")
+    left.set_title(f"first {min(rows, N)} blocks: blue = word tokens, grey = padding", fontsize=9)
+    right.hist(filled.tolist(), bins=range(0, T + 2), color="tab:blue", align="left")
+    right.set_xlabel("real tokens in a block")
+    right.set_ylabel("blocks")
+    right.set_title(f"all {N} blocks: {real.float().mean().item():.0%} of positions are real tokens", fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 # --- lesson 03: attention -----------------------------------------------------------------
 
 
