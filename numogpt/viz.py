@@ -529,3 +529,119 @@ def plot_loss_curves(history, title="training and validation loss"):
 
 
 # --- lesson 06: sampling ------------------------------------------------------------------
+
+
+def token_label(text):
+    """A token's text made visible on an axis: spaces as ␣, newlines as ⏎."""
+    return text.replace(" ", "␣").replace("\n", "⏎") or "∅"
+
+
+def _bars(ax, probs, labels, kept=None, color="tab:blue"):
+    colors = [color if kept is None or kept[i] else "lightgrey" for i in range(len(probs))]
+    ax.bar(range(len(probs)), probs, color=colors)
+    ax.set_xticks(range(len(probs)), labels=[token_label(t) for t in labels], fontsize=8)
+    ax.set_ylim(0, 1)
+
+
+def plot_next_token_probs(probs, labels, top=15, kept=None, title="next-token probabilities"):
+    """Bars of the `top` most likely next tokens: probs (V,), labels = the V token texts.
+
+    With `kept` (V,) booleans, the tokens a filter removed are drawn grey.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    order = torch.argsort(probs, descending=True)[:top].tolist()
+    fig, ax = plt.subplots(figsize=(0.38 * len(order) + 1.6, 2.6))
+    _bars(ax, [probs[i].item() for i in order], [labels[i] for i in order],
+          None if kept is None else [bool(kept[i]) for i in order])
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_temperatures(logits, labels, temperatures=(0.5, 1.0, 2.0), top=12):
+    """The same next-token distribution at several temperatures: softmax(logits / T).
+
+    The tokens are the `top` most likely ones, in the same order in every panel.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    order = torch.argsort(logits, descending=True)[:top].tolist()
+    fig, axes = plt.subplots(1, len(temperatures), figsize=(3.4 * len(temperatures), 2.6), sharey=True)
+    for ax, t in zip(axes, temperatures):
+        probs = torch.softmax(logits / t, dim=-1)
+        _bars(ax, [probs[i].item() for i in order], [labels[i] for i in order], color="tab:orange")
+        ax.set_title(f"T = {t:g}", fontsize=10)
+    axes[0].set_ylabel("probability")
+    fig.suptitle("low temperature sharpens, high temperature flattens", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length):
+    """Milliseconds per generated token along the sequence, with and without the KV cache."""
+    import matplotlib.pyplot as plt
+
+    positions = range(prompt_length, prompt_length + len(ms_with_cache))
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    ax.plot(positions, ms_without_cache, color="tab:red", label="no cache: recompute the whole past")
+    ax.plot(positions, ms_with_cache, color="tab:blue", label="KV cache: run only the new token")
+    ax.set_xlabel("tokens in the context")
+    ax.set_ylabel("ms per token")
+    ax.set_ylim(bottom=0)
+    ax.set_title("the cost of one generation step", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
+    """An interactive sampler: a prompt box, sliders for temperature, top-k and top-p, and a
+    button that streams the continuation into the page token by token (numogpt.sample.stream_text).
+
+    top-k 0 and top-p 1 mean "off"; the seed makes each click with the same settings repeatable.
+    """
+    import html
+
+    import ipywidgets as widgets
+    import torch
+
+    from numogpt.sample import stream_text
+
+    style = {"description_width": "90px"}
+    prompt_box = widgets.Textarea(value=prompt, description="prompt", style=style,
+                                  layout=widgets.Layout(width="95%"))
+    temperature = widgets.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="temperature", style=style)
+    top_k = widgets.IntSlider(value=0, min=0, max=min(tokenizer.vocab_size, 200), description="top-k (0 off)", style=style)
+    top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p", style=style)
+    length = widgets.IntSlider(value=max_new_tokens, min=1, max=1000, description="new tokens", style=style)
+    button = widgets.Button(description="sample", button_style="primary")
+    page = widgets.HTML()
+
+    def show(prompt_text, new_text):
+        page.value = (f"<pre style='white-space: pre-wrap'>{html.escape(prompt_text)}"
+                      f"<b style='color: #1f77b4'>{html.escape(new_text)}</b></pre>")
+
+    def sample(_):
+        button.disabled = True
+        try:
+            pieces = stream_text(model, tokenizer, prompt_box.value, length.value, temperature=temperature.value,
+                                 top_k=top_k.value or None, top_p=top_p.value,
+                                 generator=torch.Generator().manual_seed(seed))
+            new_text = ""
+            for piece in pieces:
+                new_text += piece
+                show(prompt_box.value, new_text)
+        except ValueError as e:  # e.g. a character the tokenizer has never seen
+            page.value = f"<pre style='color: #d62728'>{html.escape(str(e))}</pre>"
+        finally:
+            button.disabled = False
+
+    button.on_click(sample)
+    return widgets.VBox([prompt_box, widgets.HBox([temperature, top_k]), widgets.HBox([top_p, length]), button, page])
