@@ -59,7 +59,7 @@ def run_train(args):
     from numogpt.data import load_corpus, make_loaders
     from numogpt.model import GPT, GPTConfig
     from numogpt.tokenizer import tokenizer_from_dict
-    from numogpt.train import TrainConfig, evaluate, load_checkpoint, train
+    from numogpt.train import TrainConfig, evaluate, load_checkpoint, resolve_device, train
     from numogpt.viz import plot_loss_curves
 
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
@@ -68,6 +68,7 @@ def run_train(args):
             raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, got {given[name]}")
     if "lr" in given and not given["lr"] > 0:
         raise ValueError(f"--lr must be > 0, got {given['lr']}")
+    resolve_device(given.get("device", "cpu"))  # a device this machine lacks fails now, not after loading
     out = Path(args.out)
     path = out / "checkpoint.pt"
 

@@ -26,6 +26,15 @@ from numogpt.train import (
 VOCAB = 11
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # these models are tiny: a second thread only adds waiting, and on a busy machine a lot of it
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_gpt(seed=0, **overrides):
     torch.manual_seed(seed)
     config = dict(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
@@ -335,3 +344,76 @@ def test_batches_visit_every_block_once_per_epoch_in_a_seeded_order():
     assert not torch.equal(batches.at(7)[0], batches.at(0)[0])  # a new order each epoch
     with pytest.raises(ValueError, match="fewer than one batch"):
         Batches(dataset, batch_size=n + 1, seed=0)
+
+
+# --- the command: python -m numogpt train --------------------------------------------------------
+
+TINY = ["--preset", "nano", "--block-size", "16", "--batch-size", "4"]
+
+
+def run_command(capsys, *argv):
+    """Run `python -m numogpt train ARGV` in this process: (exit code, stdout, stderr)."""
+    from numogpt.__main__ import main
+
+    try:
+        main(["train", *argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_documents_every_option(capsys):
+    code, out, _ = run_command(capsys, "--help")
+    assert code == 0
+    for option in ("--data", "--tokenizer", "--preset", "--block-size", "--batch-size", "--max-iters", "--lr",
+                   "--lr-decay-iters", "--eval-interval", "--out", "--seed", "--resume", "--device"):
+        assert option in out, option
+    from numogpt.model import PRESETS
+    assert all(name in out for name in PRESETS)
+
+
+def test_a_tiny_real_run_writes_the_checkpoint_and_the_loss_curve(tmp_path):
+    import subprocess
+    import sys
+
+    from numogpt.tokenizer import CharTokenizer
+
+    done = subprocess.run([sys.executable, "-m", "numogpt", "train", *TINY, "--max-iters", "3",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "validation loss" in done.stdout and "perplexity" in done.stdout
+    assert "3/3" in done.stderr  # the progress bar
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    model, tokenizer = load_model(tmp_path / "checkpoint.pt")
+    assert isinstance(tokenizer, CharTokenizer) and model.config.n_layer == 2 and model.config.block_size == 16
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+
+
+def test_resume_through_the_command_equals_one_straight_run(tmp_path, capsys):
+    assert run_command(capsys, *TINY, "--max-iters", "4", "--lr-decay-iters", "8", "--out", str(tmp_path / "a"))[0] == 0
+    assert run_command(capsys, "--resume", "--max-iters", "8", "--out", str(tmp_path / "a"))[0] == 0
+    assert run_command(capsys, *TINY, "--max-iters", "8", "--out", str(tmp_path / "b"))[0] == 0
+    states_equal(load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--tokenizer", "letters"], "invalid choice: 'letters'"),
+    (["--max-iters", "ten"], "invalid int value: 'ten'"),
+    (["--max-iters", "0"], "--max-iters must be 1 or more"),
+    (["--data", "no/such/file.txt"], "no/such/file.txt: no such file"),
+    (["--resume"], "no checkpoint at"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--device", "banana"], "unknown device 'banana'"),
+    (["--device", "cuda:7"], "not available"),
+])
+def test_bad_arguments_get_clear_errors(argv, words, tmp_path, capsys):
+    code, _, err = run_command(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2 and words in err
+
+
+def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
+    assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))[0] == 0
+    code, _, err = run_command(capsys, "--resume", "--preset", "mini", "--lr", "0.1", "--out", str(tmp_path))
+    assert code == 2 and "drop --lr, --preset" in err
