@@ -39,15 +39,19 @@ def plot_tokens(tokenizer, text, title=None, width=64):
 
     font = font_manager.FontProperties(family="DejaVu Sans Mono")
     charmap = ft2font.FT2Font(font_manager.findfont(font)).get_charmap()
-    pieces = [_drawable(p, charmap) for p in _token_pieces(tokenizer, text)]
-    # lay the boxes out in rows of at most `width` characters
+    pieces = _token_pieces(tokenizer, text)
+    # lay the boxes out in rows of at most `width` characters; a newline ends a row
     rows, x = [[]], 0
     for i, piece in enumerate(pieces):
-        if x + len(piece) > width and rows[-1]:
+        shown = _drawable(piece, charmap)
+        if x + len(shown) > width and rows[-1]:
             rows.append([])
             x = 0
-        rows[-1].append((x, piece, _TOKEN_COLOURS[i % len(_TOKEN_COLOURS)]))
-        x += len(piece)
+        rows[-1].append((x, shown, _TOKEN_COLOURS[i % len(_TOKEN_COLOURS)]))
+        x += len(shown)
+        if piece.endswith("\n"):
+            rows.append([])
+            x = 0
     fig, ax = plt.subplots(figsize=(0.13 * width + 0.4, 0.33 * len(rows) + 0.6))
     for r, row in enumerate(rows):
         for x, piece, colour in row:
