@@ -87,24 +87,16 @@ def _apply_merges_in_rounds(ids, merges):
         best = min(ranks)
         if best == _NO_MERGE:
             break
-        out, i, n = [], 0, len(ids)
-        while i < n:
-            # a pair overlapping a merged one is skipped by the `i += 2`
-            if i + 1 < n and ranks[i] == best:
-                out.append(best)
-                i += 2
-            else:
-                out.append(ids[i])
-                i += 1
-        ids = out
+        i = ranks.index(best)  # each new id comes from one pair: this one
+        ids = merge_pair(ids, (ids[i], ids[i + 1]), best)
     return ids
 
 
 def learn_merges(words, counts, n_merges):
     """Learn up to `n_merges` merges from `words` (lists of byte ids) seen `counts` times.
 
-    Returns ({(a, b): new_id} in the order learned, new ids from 256 up; and how many
-    times each merge was applied, for plotting compression as merges are learned). Each step merges
+    Returns {(a, b): new_id} in the order learned (new ids from 256 up), and how many times
+    each merge was applied (to plot compression as merges are learned). Each step merges
     the most frequent adjacent pair; ties go to the smallest pair (a, b), so training is
     deterministic. Training stops early when no pair is left (every word is one token).
 
