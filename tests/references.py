@@ -23,19 +23,26 @@ def tiktoken_gpt2():
     """tiktoken's "gpt2" Encoding, loaded without the network.
 
     tiktoken caches each download in TIKTOKEN_CACHE_DIR under the sha1 of its URL; we fill
-    a fresh cache with our copies of GPT-2's files (numogpt.tokenizer.gpt2_files, sha256
+    a temporary cache with our copies of GPT-2's files (numogpt.tokenizer.gpt2_files, sha256
     checked there and again by tiktoken), so tiktoken finds them and never downloads.
     """
     global _tiktoken_gpt2
     if _tiktoken_gpt2 is None:
-        from numogpt.tokenizer import gpt2_files
-
-        cache_dir = Path(tempfile.mkdtemp(prefix="tiktoken-cache-"))
-        for path in gpt2_files():
-            key = hashlib.sha1(_GPT2_URLS[path.name].encode()).hexdigest()
-            shutil.copyfile(path, cache_dir / key)
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
         import tiktoken
 
-        _tiktoken_gpt2 = tiktoken.get_encoding("gpt2")
+        from numogpt.tokenizer import gpt2_files
+
+        before = os.environ.get("TIKTOKEN_CACHE_DIR")
+        with tempfile.TemporaryDirectory(prefix="tiktoken-cache-") as cache_dir:
+            for path in gpt2_files():
+                key = hashlib.sha1(_GPT2_URLS[path.name].encode()).hexdigest()
+                shutil.copyfile(path, Path(cache_dir) / key)
+            os.environ["TIKTOKEN_CACHE_DIR"] = cache_dir
+            try:
+                _tiktoken_gpt2 = tiktoken.get_encoding("gpt2")  # reads the files now, keeps them in memory
+            finally:  # leave the environment as we found it
+                if before is None:
+                    del os.environ["TIKTOKEN_CACHE_DIR"]
+                else:
+                    os.environ["TIKTOKEN_CACHE_DIR"] = before
     return _tiktoken_gpt2
