@@ -220,7 +220,8 @@ class GPT(nn.Module):
     def num_params(self):
         """How many numbers the model learns (the tied head counted once).
 
-        >>> GPT(GPTConfig.preset("gpt2")).num_params()
+        >>> with torch.device("meta"):  # shapes only: no memory, no init time
+        ...     GPT(GPTConfig.preset("gpt2")).num_params()
         124439808
         """
         return sum(self.parameter_counts().values())
@@ -234,6 +235,8 @@ class GPT(nn.Module):
         writes. Anything that does not fit raises a ValueError naming the file.
         """
         path = Path(path)
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory: give the checkpoint's directory (config.json and weights)")
         config = _read_gpt2_config(path / "config.json", dropout)
         file, state = _read_gpt2_weights(path)
         model = cls(config)

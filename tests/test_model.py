@@ -260,8 +260,14 @@ def checkpoint(tmp_path):
 
 
 def test_missing_files(tmp_path, checkpoint):
-    with pytest.raises(ValueError, match=r"config.json not found"):
+    with pytest.raises(ValueError, match=r"nowhere is not a directory"):
         GPT.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"model.safetensors is not a directory"):
+        GPT.from_pretrained(checkpoint / "model.safetensors")
+    (checkpoint / "config.json").rename(checkpoint / "config.old")
+    with pytest.raises(ValueError, match=r"config.json not found"):
+        GPT.from_pretrained(checkpoint)
+    (checkpoint / "config.old").rename(checkpoint / "config.json")
     (checkpoint / "model.safetensors").unlink()
     with pytest.raises(ValueError, match="neither model.safetensors nor pytorch_model.bin"):
         GPT.from_pretrained(checkpoint)
