@@ -587,15 +587,21 @@ def plot_temperatures(logits, labels, temperatures=(0.5, 1.0, 2.0), top=12):
     return fig
 
 
-def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length):
-    """Milliseconds per generated token along the sequence, with and without the KV cache."""
+def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length, block_size=None):
+    """Milliseconds per generated token along the sequence, with and without the KV cache.
+
+    With `block_size`, a dashed line marks where the text outgrows the context.
+    """
     import matplotlib.pyplot as plt
 
-    positions = range(prompt_length, prompt_length + len(ms_with_cache))
+    lengths = range(prompt_length, prompt_length + len(ms_with_cache))  # the text's length at each step
     fig, ax = plt.subplots(figsize=(5.5, 3))
-    ax.plot(positions, ms_without_cache, color="tab:red", label="no cache: recompute the whole past")
-    ax.plot(positions, ms_with_cache, color="tab:blue", label="KV cache: run only the new token")
-    ax.set_xlabel("tokens in the context")
+    ax.plot(lengths, ms_without_cache, color="tab:red", label="no cache: recompute the whole past")
+    ax.plot(lengths, ms_with_cache, color="tab:blue", label="KV cache: run only the new token")
+    if block_size is not None:
+        ax.axvline(block_size, color="grey", linestyle="--", linewidth=1)
+        ax.text(block_size, ax.get_ylim()[1] * 0.97, " context full", color="grey", fontsize=8, va="top")
+    ax.set_xlabel("length of the text so far (tokens)")
     ax.set_ylabel("ms per token")
     ax.set_ylim(bottom=0)
     ax.set_title("the cost of one generation step", fontsize=10)
