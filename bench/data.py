@@ -1,8 +1,9 @@
 """How cheap are numogpt's training blocks? `python bench/data.py [path/to/tinyshakespeare.txt]`
 
 Tiny Shakespeare as character-level ids (one id per character: 1.1 M ids; its GPT-2
-encoding would be about 338 K ids, so characters are the bigger case), cut by TokenBlocks
-with block 64 and stride 1, the most overlapping blocks there are: one per position.
+encoding is 338 K ids, so characters are the bigger case), cut by TokenBlocks with block 64
+and stride 1, the most overlapping blocks there are: one per position. The GPT-2 ids
+(numogpt's gpt2_tokenizer) get the same build and pass, for the record.
 
 1. Building TokenBlocks: time, and memory beyond the ids (new tensor storage, and Python
    allocations seen by tracemalloc). Reference, same run: a naive dataset that copies every
@@ -25,6 +26,7 @@ import torch
 
 import numogpt
 from numogpt.data import TokenBlocks, load_corpus, make_loaders
+from numogpt.tokenizer import gpt2_tokenizer
 
 DEFAULT_PATH = numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 BLOCK, BATCH = 64, 64
@@ -94,7 +96,8 @@ def main():
         sys.exit(f"no tiny Shakespeare at {args.path}: give its path, e.g. python bench/data.py path/to/input.txt")
     torch.set_num_threads(1)
 
-    ids = char_ids(load_corpus(args.path))  # (N,)
+    text = load_corpus(args.path)
+    ids = char_ids(text)  # (N,)
     ids_mib = ids.untyped_storage().nbytes() / 2**20
     print(f"tiny Shakespeare: {len(ids):,} character ids ({ids_mib:.1f} MiB as int64); torch {torch.__version__}, 1 thread")
 
@@ -126,6 +129,16 @@ def main():
           f"most of it the shuffled order as a list of ints (RandomSampler); process peak grew {rss_growth:.0f} MiB (ru_maxrss)")
     print(f"  reference, the same batches indexed from an unfold view without a DataLoader: {gather_s:.2f} s "
           f"(the DataLoader pass takes {pass_s / gather_s:.1f}x that)")
+
+    # the same over GPT-2 ids
+    start = time.perf_counter()
+    gpt2_ids = torch.tensor(gpt2_tokenizer().encode(text))  # (N,)
+    encode_s = time.perf_counter() - start
+    gpt2_build_s, gpt2_blocks = median_of(5 * args.runs, lambda: TokenBlocks(gpt2_ids, BLOCK, stride=1))
+    gpt2_train, _ = make_loaders(gpt2_ids, BLOCK, BATCH, val_fraction=0.1, stride=1, seed=0)
+    gpt2_pass_s, _ = median_of(args.runs, lambda: loader_pass(gpt2_train))
+    print(f"\nGPT-2 ids: {len(gpt2_ids):,} (encoded once in {encode_s:.2f} s); TokenBlocks build {gpt2_build_s * 1e6:.0f} µs, "
+          f"{len(gpt2_blocks):,} blocks; one training pass {gpt2_pass_s:.2f} s over {len(gpt2_train):,} batches")
 
     # last: the naive reference's copies would hide the loader's own peak in ru_maxrss
     sliced = ids[:NAIVE_SLICE]
