@@ -50,7 +50,7 @@ def varied_text(seed, n=400):
     """Text mixing everything the GPT-2 split treats specially."""
     pieces = ["'s", "'ll", "'VE", "'", " ", "   ", "\n", "\n\n", "\t", "\r\n", "\u00a0", "\u3000", "the", " The",
               "Zürich", "ß", "日本語", "한국어", "русский", "عربى", "🙂", "👍🏽", "👨‍👩‍👧", "0", " 123", "٣", "Ⅻ",
-              "!", "?!", "...", "—", "x̃", "ﬁ", "𝔘", "\x00", "\x7f", "\ue000", "\U0010ffff", "def f(x):\n    return x"]
+              "!", "?!", "...", "—", "x̃", "ﬁ", "𝔘", "\x00", "\x7f", "\x85", "\x0b", "\x1c", "\u2028", "\ue000", "\U0010ffff", "def f(x):\n    return x"]
     rng = random.Random(seed)
     return "".join(rng.choice(pieces) for _ in range(n))
 
