@@ -177,8 +177,8 @@ class GPT(nn.Module):
         if not isinstance(idx, torch.Tensor) or idx.dtype.is_floating_point or idx.dtype == torch.bool:
             kind = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
             raise TypeError(f"idx must be a tensor of integer token ids, got {kind}; try torch.tensor(ids)")
-        if idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError(f"idx must have shape (B, T) with T >= 1, got {tuple(idx.shape)}; add a batch dim with idx[None]")
+        if idx.dim() != 2 or idx.numel() == 0:
+            raise ValueError(f"idx must have shape (B, T) with B, T >= 1, got {tuple(idx.shape)}; add a batch dim with idx[None]")
         V, T = self.config.vocab_size, idx.size(1)
         if past + T > self.config.block_size:
             held = f" ({past} cached + {T} new)" if cache is not None else ""

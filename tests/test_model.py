@@ -228,6 +228,7 @@ def test_input_longer_than_block_size():
         ([[1, 2, 3]], TypeError, "integer token ids, got list"),
         (torch.zeros(4, dtype=torch.long), ValueError, r"shape \(B, T\).*got \(4,\).*idx\[None\]"),
         (torch.zeros(2, 0, dtype=torch.long), ValueError, r"got \(2, 0\)"),
+        (torch.zeros(0, 3, dtype=torch.long), ValueError, r"B, T >= 1, got \(0, 3\)"),
         (torch.tensor([[1, 37, 2]]), ValueError, r"token id 37 is outside the vocabulary 0..36"),
         (torch.tensor([[1, -1, 2]]), ValueError, r"token id -1 is outside the vocabulary"),
     ],
