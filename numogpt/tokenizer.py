@@ -19,7 +19,6 @@ any of them (a checkpoint stores its tokenizer that way).
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections import Counter
 import functools
