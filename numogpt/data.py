@@ -50,21 +50,22 @@ def load_corpus(name_or_path):
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"load_corpus takes a corpus name or a file path, not {type(name_or_path).__name__}")
     path = Path(name_or_path)
-    if path.exists():
-        pass  # a file the caller named; read below
-    elif name_or_path in CORPORA:
+    if not path.exists():  # not a file: a corpus name?
+        if name_or_path not in CORPORA:
+            raise ValueError(
+                f"{str(name_or_path)!r} is neither a file nor a known corpus; known names: {', '.join(CORPORA)}"
+            )
         path = DATA_DIR / CORPORA[name_or_path]
         if name_or_path == "tinyshakespeare" and not path.exists():
             download(TINYSHAKESPEARE_URL, path)
-        elif not path.exists():
+        if not path.exists():
             raise FileNotFoundError(f"the corpus {name_or_path!r} should be at {path}, but it is not there")
-    else:
-        raise ValueError(
-            f"{str(name_or_path)!r} is neither a file nor a known corpus; known names: {', '.join(CORPORA)}"
-        )
     if not path.is_file():
         raise ValueError(f"{path} is a folder, not a text file: give the path of the file itself")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e}): save it as UTF-8") from None
     if not text:
         raise ValueError(f"{path} is empty: a corpus needs some text to learn from")
     return text

@@ -405,11 +405,15 @@ def test_missing_course_corpus(data_dir):
         load_corpus("train-nn")
 
 
-def test_empty_file_folder_and_wrong_type(tmp_path):
+def test_empty_file_folder_not_utf8_and_wrong_type(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(ValueError, match="empty.txt is empty"):
         load_corpus(empty)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.txt is not UTF-8 text"):
+        load_corpus(latin1)
     with pytest.raises(ValueError, match="is a folder"):
         load_corpus(tmp_path)
     with pytest.raises(TypeError, match="not int"):
