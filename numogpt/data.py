@@ -120,11 +120,12 @@ def as_ids(ids):
     return tensor.long()  # no copy when it is already int64
 
 
-def check_block_size(block_size, name="block_size"):
-    if not isinstance(block_size, int) or isinstance(block_size, bool):
-        raise TypeError(f"{name} must be an int, got {block_size!r}")
-    if block_size < 1:
-        raise ValueError(f"{name} must be 1 or more, got {block_size}")
+def check_positive_int(value, name):
+    """block_size, stride, batch_size: whole numbers, 1 or more."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be 1 or more, got {value}")
 
 
 class TokenBlocks(Dataset):
@@ -144,15 +145,16 @@ class TokenBlocks(Dataset):
     """
 
     def __init__(self, ids, block_size, stride=None):
-        check_block_size(block_size)
+        check_positive_int(block_size, "block_size")
         stride = block_size if stride is None else stride
-        check_block_size(stride, "stride")
+        check_positive_int(stride, "stride")
         self.ids = as_ids(ids)  # (N,)
-        if len(self.ids) < block_size + 1:
+        n = len(self.ids)
+        if n < block_size + 1:
+            smaller = f" or a block_size of at most {n - 1}" if n >= 2 else ""
             raise ValueError(
-                f"{len(self.ids)} ids are too few for one block of {block_size}: a block and its "
-                f"target need block_size + 1 = {block_size + 1} ids. Use more text or a block_size "
-                f"of at most {max(len(self.ids) - 1, 0)}"
+                f"{n} ids are too few for one block of {block_size}: a block and its target need "
+                f"block_size + 1 = {block_size + 1} ids. Use more text{smaller}"
             )
         self.block_size, self.stride = block_size, stride
 
@@ -216,7 +218,7 @@ def word_aligned_blocks(text, tokenizer, block_size, pad_id):
         raise ValueError("text is empty: word-aligned blocks need some text")
     if not callable(getattr(tokenizer, "encode", None)):
         raise TypeError(f"tokenizer must have .encode(str) -> list[int], got {type(tokenizer).__name__}")
-    check_block_size(block_size)
+    check_positive_int(block_size, "block_size")
     if not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0:
         raise ValueError(f"pad_id must be a token id (an int >= 0, e.g. tokenizer.eot_id), got {pad_id!r}")
 
@@ -285,8 +287,8 @@ def make_loaders(ids, block_size, batch_size, val_fraction=0.1, stride=None, see
     >>> x.shape, y.shape
     (torch.Size([4, 8]), torch.Size([4, 8]))
     """
-    check_block_size(block_size)
-    check_block_size(batch_size, "batch_size")
+    check_positive_int(block_size, "block_size")
+    check_positive_int(batch_size, "batch_size")
     train_ids, val_ids = train_val_split(ids, val_fraction)
     if len(val_ids) < block_size + 1:
         raise ValueError(
