@@ -16,17 +16,28 @@ transformers.utils.logging.set_verbosity_error()  # small vocabularies cannot ho
 
 
 def hf_gpt2(n_layer, n_head, n_embd, vocab_size, n_positions, seed=0):
-    """transformers' GPT-2 of this shape with random weights (biases and LayerNorms too), dropout off."""
+    """transformers' GPT-2 of this shape with random weights, dropout off.
+
+    Its own init (std 0.02, zero biases, unit LayerNorms) keeps every activation so small that
+    a wrong GELU or a wrong attention scale would hide under 1e-5; so every tensor is drawn
+    again at the scale of a trained model: activations of order 1, biases and LayerNorms random.
+    """
     torch.manual_seed(seed)
     config = transformers.GPT2Config(
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, n_positions=n_positions,
         activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )
     model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # its init leaves biases at 0 and LayerNorms at 1: randomise so they are tested
+    with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name:
-                p.add_(torch.randn_like(p) * 0.1)
+            if name.endswith(("wte.weight", "wpe.weight")):  # logits of order 1 too: wte is the head
+                p.normal_(0.0, 2.0 / n_embd**0.5)
+            elif p.dim() == 2:  # Conv1D weights are (in, out)
+                p.normal_(0.0, 1.0 / p.size(0) ** 0.5)
+            elif ".ln_" in name and name.endswith("weight"):
+                p.normal_(1.0, 0.2)
+            else:  # biases
+                p.normal_(0.0, 0.2)
     return model
 
 
