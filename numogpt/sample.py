@@ -7,6 +7,8 @@ when the temperature is 0, a random draw otherwise), append it and ask again.
 
 Asking again naively recomputes every earlier position, though their keys and values never
 change: a KV cache keeps them, so each step runs the model on the one new token only.
+`stream` yields the new tokens one step at a time and `stream_text` the new text, for
+showing it as it comes.
 
     >>> import torch
     >>> from numogpt.model import GPT, GPTConfig
@@ -193,11 +195,11 @@ def _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_
     vocab_size = model.config.vocab_size
     if idx.min() < 0 or idx.max() >= vocab_size:
         raise ValueError(f"token ids must be in [0, {vocab_size}), got ids from {idx.min()} to {idx.max()}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")

@@ -251,6 +251,7 @@ def test_kv_cache_appends_along_time():
         (dict(temperature=float("nan")), ValueError, "temperature"),
         (dict(top_k=0), ValueError, "top_k"),
         (dict(top_k=2.5), ValueError, "2.5"),
+        (dict(top_k=True), ValueError, "True"),
         (dict(top_p=0.0), ValueError, "top_p"),
         (dict(top_p=1.5), ValueError, "1.5"),
         (dict(max_new_tokens=-1), ValueError, "-1"),
@@ -359,3 +360,52 @@ def test_the_command_runs_as_a_module(checkpoints):
     done = subprocess.run([sys.executable, "-m", "numogpt", "sample", "--checkpoint", str(checkpoints["char"]),
                            "--prompt", "hello", "--max-new-tokens", "10"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("hello") and len(done.stdout) == len("hello") + 10 + 1
+
+
+# --- streaming text ---------------------------------------------------------------------------
+
+
+class Script(torch.nn.Module):
+    """A stand-in model that writes the given token ids, one per step, after any prompt."""
+
+    def __init__(self, script, prompt_length, vocab_size):
+        super().__init__()
+        self.script, self.prompt_length = script, prompt_length
+        self.config = GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=4)
+
+    def forward(self, idx, targets=None, cache=None):
+        step = (idx.size(1) if cache is None else len(cache) + idx.size(1)) - self.prompt_length
+        logits = torch.zeros(idx.size(0), idx.size(1), self.config.vocab_size)
+        logits[:, -1, self.script[step]] = 10.0
+        if cache is not None:  # keep the cache's length honest: one fake layer of keys
+            cache.layers[0].extend(torch.zeros(idx.size(0), 1, idx.size(1), 1), torch.zeros(idx.size(0), 1, idx.size(1), 1))
+        return logits, None
+
+
+def test_stream_text_holds_back_a_character_split_across_tokens():
+    from numogpt.sample import stream_text
+    from numogpt.tokenizer import BPETokenizer
+
+    raw_bytes = BPETokenizer()  # no merges: one token per byte, so "é" is two tokens
+    script = list("aé".encode()) + list("b€".encode())  # 61 c3 a9 62 e2 82 ac
+    for use_cache in (True, False):
+        model = Script(script, prompt_length=1, vocab_size=256)
+        pieces = list(stream_text(model, raw_bytes, "x", len(script), temperature=0, use_cache=use_cache))
+        assert pieces == ["a", "é", "b", "€"]
+    # bytes that never complete a character come out at the end, as U+FFFD
+    model = Script(list("a€".encode())[:3], prompt_length=1, vocab_size=256)
+    assert list(stream_text(model, raw_bytes, "x", 3, temperature=0)) == ["a", "\ufffd"]
+
+
+def test_the_sampler_widget_streams_into_the_page():
+    from numogpt.tokenizer import CharTokenizer
+    from numogpt.viz import sampler_widget
+
+    tok = CharTokenizer("abcdefghijklm")
+    widget = sampler_widget(tiny_gpt(vocab_size=tok.vocab_size), tok, prompt="abc", max_new_tokens=12)
+    prompt_box, button, page = widget.children[0], widget.children[3], widget.children[4]
+    button.click()
+    assert page.value.startswith("<pre") and "abc<b" in page.value and not button.disabled
+    prompt_box.value = "xyz"  # not in the alphabet: the tokenizer's message, in the page
+    button.click()
+    assert "character &#x27;x&#x27;" in page.value
