@@ -11,6 +11,15 @@ from numogpt.sample import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models: a second thread only adds waiting, and on a busy machine a lot of it
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_gpt(seed=0, vocab_size=13, block_size=16):
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=32))
