@@ -194,7 +194,7 @@ def _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_
         raise ValueError(f"empty prompt: idx has shape {tuple(idx.shape)}; give at least one token per row")
     vocab_size = model.config.vocab_size
     if idx.min() < 0 or idx.max() >= vocab_size:
-        raise ValueError(f"token ids must be in [0, {vocab_size}), got ids from {idx.min()} to {idx.max()}")
+        raise ValueError(f"token ids must be in [0, {vocab_size}), got ids from {idx.min().item()} to {idx.max().item()}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
