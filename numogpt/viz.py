@@ -536,8 +536,9 @@ def plot_loss_curves(history, title="training and validation loss"):
 
 
 def token_label(text):
-    """A token's text made visible on an axis: spaces as ␣, newlines as ⏎."""
-    return text.replace(" ", "␣").replace("\n", "⏎") or "∅"
+    """A token's text made visible on an axis: spaces as ␣, newlines as ⏎, other control bytes as \\xNN."""
+    text = text.replace(" ", "␣").replace("\n", "⏎")
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text) or "∅"
 
 
 def _bars(ax, probs, labels, kept=None, color="tab:blue"):
