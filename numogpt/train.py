@@ -341,9 +341,13 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     step = 0
     if resume:
         state = load_checkpoint(checkpoint)
-        if state.get("batches_per_epoch") != batches.per_epoch:
+        missing = [k for k in ("optimizer", "history", "rng_state", "batches_per_epoch") if state.get(k) is None]
+        if missing:
+            raise ValueError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} "
+                             f"(only checkpoints written by train() can be)")
+        if state["batches_per_epoch"] != batches.per_epoch:
             raise ValueError(f"the checkpoint at {checkpoint} was trained on data with "
-                             f"{state.get('batches_per_epoch')} batches per epoch, this data has "
+                             f"{state['batches_per_epoch']} batches per epoch, this data has "
                              f"{batches.per_epoch}: resume with the same data, block and batch size")
         load_state(model, state)
         optimizer.load_state_dict(state["optimizer"])
@@ -352,9 +356,9 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     else:
         torch.manual_seed(config.seed)  # dropout's random draws
 
-    def checkpoint_now():
-        evaluate_now = step % config.eval_interval == 0 or step == config.max_iters
-        if not evaluate_now or (history["val"] and history["val"][-1][0] == step):
+    def evaluate_and_save():
+        due = step % config.eval_interval == 0 or step == config.max_iters
+        if not due or (history["val"] and history["val"][-1][0] == step):
             return  # not due, or done before the run was resumed here
         loss, perplexity = evaluate(model, val_loader, config.eval_iters)
         history["val"].append((step, loss))
@@ -373,7 +377,7 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     model.train()
     bar = tqdm(total=config.max_iters, initial=step, disable=not config.progress, desc="training")
     with bar:
-        checkpoint_now()
+        evaluate_and_save()
         while step < config.max_iters:
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
@@ -395,5 +399,5 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}", refresh=False)
-            checkpoint_now()
+            evaluate_and_save()
     return history

@@ -417,3 +417,9 @@ def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
     assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))[0] == 0
     code, _, err = run_command(capsys, "--resume", "--preset", "mini", "--lr", "0.1", "--out", str(tmp_path))
     assert code == 2 and "drop --lr, --preset" in err
+
+
+def test_resume_needs_a_checkpoint_written_by_train(loaders, tmp_path):
+    path = save_checkpoint(tmp_path / "weights_only.pt", tiny_gpt())
+    with pytest.raises(ValueError, match="cannot be resumed: it has no optimizer, history"):
+        train(tiny_gpt(), *loaders, quiet(max_iters=2), checkpoint=path, resume=True)
