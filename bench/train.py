@@ -33,7 +33,7 @@ BABY_GPT = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0)
 NANOGPT_RECIPE = dict(batch_size=12, max_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
                       eval_interval=250)
 # what we changed, and why (see notebooks/05_training.ipynb, "speed run"):
-FAST_RECIPE = dict(batch_size=16, max_iters=1100, learning_rate=3e-3, min_lr=3e-4, warmup_iters=50,
+FAST_RECIPE = dict(batch_size=8, max_iters=2000, learning_rate=3e-3, min_lr=3e-4, warmup_iters=50,
                    eval_interval=100)
 
 

@@ -497,7 +497,7 @@ def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup
     ax.plot(range(len(lrs)), lrs, color="tab:blue")
     if warmup_iters:
         ax.axvline(warmup_iters, color="#999999", linestyle="--", linewidth=1)
-        ax.text(warmup_iters, max(lrs), " end of warmup", fontsize=8, color="#666666", va="top")
+        ax.text(warmup_iters, 0.5 * max(lrs), " end of warmup", fontsize=8, color="#666666")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
