@@ -352,6 +352,9 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
         load_state(model, state)
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
+        if step > config.max_iters:
+            raise ValueError(f"the checkpoint is at step {step}, past max_iters={config.max_iters}: "
+                             f"raise max_iters to continue it")
         set_rng_state(state["rng_state"], device)
     else:
         torch.manual_seed(config.seed)  # dropout's random draws

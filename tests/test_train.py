@@ -299,13 +299,16 @@ def test_ctrl_c_leaves_the_last_checkpoint_good_and_resume_finishes_the_run(load
     states_equal(load_checkpoint(straight), load_checkpoint(path))
 
 
-def test_resume_refuses_other_data(loaders, tmp_path):
+def test_resume_refuses_other_data_and_going_back(loaders, tmp_path):
     train_loader, val_loader = loaders
     path = tmp_path / "ck.pt"
     train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=2), checkpoint=path)
     other, _ = make_loaders(list(range(VOCAB)) * 30, block_size=8, batch_size=4)
     with pytest.raises(ValueError, match="batches per epoch"):
         train(tiny_gpt(), other, val_loader, quiet(max_iters=4), checkpoint=path, resume=True)
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=3), checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="at step 3, past max_iters=2"):
+        train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=2), checkpoint=path, resume=True)
 
 
 class NanAt(nn.Module):
