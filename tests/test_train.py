@@ -426,3 +426,31 @@ def test_resume_needs_a_checkpoint_written_by_train(loaders, tmp_path):
     path = save_checkpoint(tmp_path / "weights_only.pt", tiny_gpt())
     with pytest.raises(ValueError, match="cannot be resumed: it has no optimizer, history"):
         train(tiny_gpt(), *loaders, quiet(max_iters=2), checkpoint=path, resume=True)
+
+
+@pytest.mark.parametrize("kind, cls", [("word", "WordTokenizer"), ("bpe", "BPETokenizer"), ("gpt2", "GPT2Tokenizer")])
+def test_every_tokenizer_trains_on_your_own_text_and_comes_back_from_the_checkpoint(kind, cls, tmp_path, capsys):
+    from numogpt.data import load_corpus
+
+    corpus = tmp_path / "my text.txt"
+    corpus.write_text(load_corpus("train-nn")[:20000], encoding="utf-8")
+    code, out, err = run_command(capsys, *TINY, "--max-iters", "2", "--tokenizer", kind, "--data", str(corpus),
+                                 "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert f"{kind} tokens" in out
+    model, tokenizer = load_model(tmp_path / "out" / "checkpoint.pt")
+    assert type(tokenizer).__name__ == cls and model.config.vocab_size == tokenizer.vocab_size
+    assert tokenizer.decode(tokenizer.encode("the gradient")) == "the gradient"
+    assert (512 if kind == "bpe" else tokenizer.vocab_size) == tokenizer.vocab_size
+
+
+def test_the_pictures_are_closed_figures():
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from numogpt.viz import plot_loss_curves, plot_lr_schedule
+
+    config = TrainConfig(max_iters=50, warmup_iters=5)
+    history = {"train": [(s, 3.0 - s / 50) for s in range(50)], "val": [(0, 3.1), (50, 2.2)], "lr": []}
+    for fig in (plot_lr_schedule([lr_at(s, config) for s in range(50)], 5), plot_loss_curves(history)):
+        assert isinstance(fig, Figure) and not plt.fignum_exists(fig.number)
