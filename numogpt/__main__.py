@@ -56,53 +56,13 @@ def run_train(args):
     matplotlib.use("Agg")  # write PNGs; no window
     import torch
 
-    from numogpt.data import load_corpus, make_loaders
-    from numogpt.model import GPT, GPTConfig
-    from numogpt.tokenizer import tokenizer_from_dict
-    from numogpt.train import TrainConfig, evaluate, load_checkpoint, resolve_device, train
+    from numogpt.data import make_loaders
+    from numogpt.model import GPT
+    from numogpt.train import TrainConfig, evaluate, load_checkpoint, train
     from numogpt.viz import plot_loss_curves
 
-    given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
-    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval"):
-        if name in given and given[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, got {given[name]}")
-    if "lr" in given and not given["lr"] > 0:
-        raise ValueError(f"--lr must be > 0, got {given['lr']}")
-    resolve_device(given.get("device", "cpu"))  # a device this machine lacks fails now, not after loading
-    out = Path(args.out)
-    path = out / "checkpoint.pt"
-
-    if args.resume:
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: there is no checkpoint at {path}; train without --resume first "
-                                    f"(or point --out at the folder that holds it)")
-        fixed = sorted(set(given) - set(RESUME_MAY_CHANGE))
-        if fixed:
-            raise ValueError(f"--resume continues the run in {path} with its own settings: drop "
-                             + ", ".join(f"--{k.replace('_', '-')}" for k in fixed)
-                             + " (only --max-iters, --eval-interval and --device may change)")
-        checkpoint = load_checkpoint(path)
-        if "command" not in checkpoint:
-            raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
-        settings = {**checkpoint["command"], **given}
-        tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
-        text = load_corpus(settings["data"])
-        model_config = GPTConfig(**checkpoint["model_config"])
-    else:
-        settings = {**TRAIN_DEFAULTS, **given}
-        if "data" in given and not Path(given["data"]).exists() and given["data"] not in ("train-nn", "tinyshakespeare"):
-            raise FileNotFoundError(f"--data {given['data']}: no such file (give a UTF-8 text file, or train-nn "
-                                    f"or tinyshakespeare)")
-        text = load_corpus(settings["data"])
-        tokenizer = _make_tokenizer(settings["tokenizer"], text)
-        block = {"block_size": settings["block_size"]} if settings["block_size"] else {}
-        model_config = GPTConfig.preset(settings["preset"], vocab_size=tokenizer.vocab_size, **block)
-        settings["block_size"] = model_config.block_size
-        if Path(settings["data"]).exists():
-            settings["data"] = str(Path(settings["data"]).resolve())  # --resume may run from elsewhere
-    settings["lr_decay_iters"] = settings["lr_decay_iters"] or settings["max_iters"]
-    settings["eval_interval"] = settings["eval_interval"] or max(1, settings["max_iters"] // 10)
-
+    path = Path(args.out) / "checkpoint.pt"
+    settings, text, tokenizer, model_config = _resume_settings(args, path) if args.resume else _new_settings(args)
     ids = tokenizer.encode(text)
     # stride 1: every position starts a block, so even a small corpus gives many different batches
     train_loader, val_loader = make_loaders(ids, settings["block_size"], settings["batch_size"],
@@ -120,15 +80,74 @@ def run_train(args):
     try:
         history = train(model, train_loader, val_loader, config, checkpoint=path, resume=args.resume,
                         tokenizer=tokenizer, command=settings)
-    except KeyboardInterrupt:
-        step = load_checkpoint(path)["step"] if path.is_file() else None
-        raise SystemExit(f"\ninterrupted. {path} holds step {step}; continue with: "
-                         f"python -m numogpt train --resume --out {args.out}" if step is not None
-                         else "\ninterrupted before the first checkpoint") from None
+    except KeyboardInterrupt:  # the checkpoint of the last evaluation is whole: say how to go on
+        if not path.is_file():
+            raise SystemExit("\ninterrupted before the first checkpoint") from None
+        raise SystemExit(f"\ninterrupted. {path} holds step {load_checkpoint(path)['step']}; continue with: "
+                         f"python -m numogpt train --resume --out {args.out}") from None
     loss, perplexity = evaluate(model, val_loader)
-    plot_loss_curves(history).savefig(out / "loss.png")
+    plot_loss_curves(history).savefig(path.parent / "loss.png")
     print(f"validation loss {loss:.4f}, perplexity {perplexity:.2f} (the whole validation split)")
-    print(f"wrote {path} and {out / 'loss.png'}")
+    print(f"wrote {path} and {path.parent / 'loss.png'}")
+
+
+def _given(args):
+    """The settings given on the command line, checked: {name: value}."""
+    from numogpt.train import resolve_device
+
+    given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval"):
+        if name in given and given[name] < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, got {given[name]}")
+    if "lr" in given and not given["lr"] > 0:
+        raise ValueError(f"--lr must be > 0, got {given['lr']}")
+    resolve_device(given.get("device", "cpu"))  # a device this machine lacks fails now, not after loading
+    return given
+
+
+def _new_settings(args):
+    """A new run: (settings, text, tokenizer, model config) from the options and the defaults."""
+    from pathlib import Path
+
+    from numogpt.data import load_corpus
+    from numogpt.model import GPTConfig
+
+    given = _given(args)
+    settings = {**TRAIN_DEFAULTS, **given}
+    text = load_corpus(settings["data"])  # a missing file or unknown name -> ValueError naming it
+    if Path(settings["data"]).exists():
+        settings["data"] = str(Path(settings["data"]).resolve())  # --resume may run from another folder
+    tokenizer = _make_tokenizer(settings["tokenizer"], text)
+    block = {"block_size": settings["block_size"]} if settings["block_size"] else {}
+    model_config = GPTConfig.preset(settings["preset"], vocab_size=tokenizer.vocab_size, **block)
+    settings["block_size"] = model_config.block_size
+    settings["lr_decay_iters"] = settings["lr_decay_iters"] or settings["max_iters"]
+    settings["eval_interval"] = settings["eval_interval"] or max(1, settings["max_iters"] // 10)
+    return settings, text, tokenizer, model_config
+
+
+def _resume_settings(args, path):
+    """A resumed run: the checkpoint's settings, with the few that may change taken from the options."""
+    from numogpt.data import load_corpus
+    from numogpt.model import GPTConfig
+    from numogpt.tokenizer import tokenizer_from_dict
+    from numogpt.train import load_checkpoint
+
+    given = _given(args)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: there is no checkpoint at {path}; train without --resume first "
+                                f"(or point --out at the folder that holds it)")
+    fixed = sorted(set(given) - set(RESUME_MAY_CHANGE))
+    if fixed:
+        raise ValueError(f"--resume continues the run in {path} with its own settings: drop "
+                         + ", ".join(f"--{k.replace('_', '-')}" for k in fixed)
+                         + " (only --max-iters, --eval-interval and --device may change)")
+    checkpoint = load_checkpoint(path)
+    if "command" not in checkpoint:
+        raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
+    settings = {**checkpoint["command"], **given}
+    return (settings, load_corpus(settings["data"]), tokenizer_from_dict(checkpoint["tokenizer"]),
+            GPTConfig(**checkpoint["model_config"]))
 
 
 def _make_tokenizer(kind, text):

@@ -405,7 +405,7 @@ def test_resume_through_the_command_equals_one_straight_run(tmp_path, capsys):
     (["--tokenizer", "letters"], "invalid choice: 'letters'"),
     (["--max-iters", "ten"], "invalid int value: 'ten'"),
     (["--max-iters", "0"], "--max-iters must be 1 or more"),
-    (["--data", "no/such/file.txt"], "no/such/file.txt: no such file"),
+    (["--data", "no/such/file.txt"], "no/such/file.txt' is neither a file nor a known corpus"),
     (["--resume"], "no checkpoint at"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--device", "banana"], "unknown device 'banana'"),
