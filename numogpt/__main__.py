@@ -1,6 +1,10 @@
-"""The `numogpt` command: python -m numogpt {train,sample,student} --help"""
+"""The `numogpt` command: python -m numogpt {train,sample,student} --help
+
+Each command imports torch only when it runs, so that --help answers at once.
+"""
 import argparse
 import sys
+from pathlib import Path
 
 
 # --- lesson 05: python -m numogpt train ---------------------------------------------------
@@ -49,8 +53,6 @@ def add_train(commands):
 
 
 def run_train(args):
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")  # write PNGs; no window
@@ -107,8 +109,6 @@ def _given(args):
 
 def _new_settings(args):
     """A new run: (settings, text, tokenizer, model config) from the options and the defaults."""
-    from pathlib import Path
-
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
 
@@ -221,7 +221,6 @@ def run_student(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m numogpt", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    # lesson 05 adds `train`, lesson 06 `sample`
     add_train(commands)
     add_sample(commands)
     add_student(commands)

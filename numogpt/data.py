@@ -16,7 +16,6 @@ A language model learns to predict the next token. So a training example is a bl
 - `train_val_split` and `make_loaders`: split by position, then batch with a DataLoader.
 """
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from numogpt import DATA_DIR
+from numogpt.files import write_atomically
 
 IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
 
@@ -82,17 +82,7 @@ def download(url, path):
             f"could not download {url} ({e}). Are you offline? Download it yourself and "
             f"put the file at {path}"
         ) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a corpus is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, lambda f: f.write(data))
 
 
 # --- ids ----------------------------------------------------------------------------------

@@ -3,8 +3,18 @@
 An exercise asks the learner to finish a function. Its check calls that function on a few
 cases, compares with the right answer, and either prints what it verified or raises an
 `ExerciseError` whose message says, in plain words, what is wrong and how to look for it.
-Every check is tested with wrong answers too (tests/test_exercises.py).
+Every check is tested with wrong answers too (tests/test_exercises_NN.py).
 """
+import math
+from collections import Counter
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from numogpt.bpe import apply_merges, merge_pair
+from numogpt.model import GPT, Block, GPTConfig
+from numogpt.train import TrainConfig, lr_at, weight_decay_groups
 
 
 class ExerciseError(AssertionError):
@@ -41,8 +51,6 @@ def passed(what):
 
 def check_count_pairs(count_pairs):
     """count_pairs(ids) -> {(a, b): how many times b follows a in ids}."""
-    from collections import Counter
-
     cases = [[1, 2, 3, 1, 2], [104, 105, 32, 104, 105, 33], [7, 7, 7], [5], []]
     for ids in cases:
         got = attempt(count_pairs, list(ids))
@@ -58,8 +66,6 @@ def check_count_pairs(count_pairs):
 
 def check_merge(merge):
     """merge(ids, pair, new_id) -> a new list with every `pair` replaced by new_id."""
-    from numogpt.bpe import merge_pair
-
     cases = [([1, 2, 1, 2, 3, 1, 2], (1, 2), 9), ([1, 3, 2], (1, 2), 9), ([5, 5, 5], (5, 5), 7),
              ([5, 5, 5, 5], (5, 5), 7), ([1], (1, 2), 9), ([], (1, 2), 9)]
     for ids, pair, new_id in cases:
@@ -83,8 +89,6 @@ def check_merge(merge):
 
 def check_encode_with_merges(encode_with_merges):
     """encode_with_merges(text, merges) -> ids: the text's UTF-8 bytes, then each merge in order."""
-    from numogpt.bpe import apply_merges
-
     merges = {(97, 97): 256, (256, 98): 257, (257, 97): 258, (195, 169): 259, (32, 259): 260}
     cases = ["aaabdaaabac", "", "a", "aab aab", "café é", "aaaa", "ab"]
     for text in cases:
@@ -185,9 +189,6 @@ def check_padded_pair(padded_pair):
 
 def check_loss_ignoring_padding(loss_ignoring_padding):
     """loss_ignoring_padding(logits, targets) -> mean cross-entropy over the targets that are not -100."""
-    import torch
-    import torch.nn.functional as F
-
     g = torch.Generator().manual_seed(2)
     cases = [(torch.tensor([3, 0, 1, 4]), 5), (torch.tensor([2, 7, -100, -100, -100]), 8), (torch.tensor([-100, 1, -100, 0, 2, -100]), 3)]
     for targets, V in cases:
@@ -225,16 +226,12 @@ def check_loss_ignoring_padding(loss_ignoring_padding):
 
 
 def _expect_tensor_of_shape(got, shape, name):
-    import torch
-
     expect(isinstance(got, torch.Tensor), f"`{name}` should return a tensor, got {type(got).__name__}.")
     expect(tuple(got.shape) == tuple(shape), f"`{name}` should return shape {tuple(shape)}, got {tuple(got.shape)}.")
 
 
 def check_scaled_scores(scaled_scores):
     """scaled_scores(q, k) -> q @ kᵀ / sqrt(D) for q (B, H, Tq, D) and k (B, H, Tk, D)."""
-    import torch
-
     g = torch.Generator().manual_seed(3)
     for q_shape, k_shape in [((2, 3, 5, 16), (2, 3, 5, 16)), ((1, 2, 2, 16), (1, 2, 6, 16)), ((1, 1, 1, 1), (1, 1, 1, 1))]:
         q, k = torch.randn(q_shape, generator=g), torch.randn(k_shape, generator=g)
@@ -259,8 +256,6 @@ def check_scaled_scores(scaled_scores):
 
 def check_masked_softmax(masked_softmax):
     """masked_softmax(scores) -> causal attention weights, for scores (..., T, T)."""
-    import torch
-
     g = torch.Generator().manual_seed(4)
     for shape in [(2, 3, 6, 6), (1, 1), (4, 4)]:
         scores = 2 * torch.randn(shape, generator=g)
@@ -297,8 +292,6 @@ def check_masked_softmax(masked_softmax):
 
 def check_split_heads(split_heads):
     """split_heads(x, n_head): (B, T, C) -> (B, H, T, D) with D = C // H."""
-    import torch
-
     for B, T, C, H in [(2, 3, 8, 2), (1, 5, 6, 3), (2, 4, 8, 1), (1, 1, 4, 4)]:
         x = torch.arange(B * T * C, dtype=torch.float32).view(B, T, C)  # readable numbers
         D = C // H
@@ -316,8 +309,6 @@ def check_split_heads(split_heads):
 
 def check_merge_heads(merge_heads):
     """merge_heads(y): (B, H, T, D) -> (B, T, C) with C = H * D, undoing split_heads."""
-    import torch
-
     for B, H, T, D in [(2, 2, 3, 4), (1, 3, 5, 2), (2, 1, 4, 8), (1, 4, 1, 1)]:
         y = torch.arange(B * H * T * D, dtype=torch.float32).view(B, H, T, D)
         right = y.transpose(1, 2).reshape(B, T, H * D)
@@ -337,9 +328,6 @@ def check_merge_heads(merge_heads):
 
 def check_layer_norm(layer_norm):
     """layer_norm(x, weight, bias, eps=1e-5): normalise each position's C numbers, then scale and shift."""
-    import torch
-    import torch.nn.functional as F
-
     g = torch.Generator().manual_seed(5)
     constant_row = torch.randn(2, 3, 6, generator=g)
     constant_row[0, 1] = 4.0  # every channel equal: variance 0
@@ -368,10 +356,6 @@ def check_layer_norm(layer_norm):
 
 def check_gelu_mlp(mlp_forward):
     """mlp_forward(x, c_fc, c_proj): GPT-2's MLP, c_proj(GELU_tanh(c_fc(x))), x (B, T, C) -> (B, T, C)."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
     torch.manual_seed(6)
     for B, T, C in [(2, 5, 8), (1, 1, 4), (3, 2, 12)]:
         c_fc, c_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
@@ -396,9 +380,6 @@ def check_gelu_mlp(mlp_forward):
 
 def check_embed(embed):
     """embed(idx, wte, wpe, past=0): token embeddings plus the embeddings of positions past .. past + T - 1."""
-    import torch
-    import torch.nn as nn
-
     torch.manual_seed(7)
     V, block_size, C = 11, 9, 6
     wte, wpe = nn.Embedding(V, C), nn.Embedding(block_size, C)
@@ -425,8 +406,6 @@ def check_embed(embed):
 
 def check_block_params(block_params):
     """block_params(n_embd, bias): how many parameters one transformer Block has."""
-    from numogpt.model import Block, GPTConfig
-
     for C, bias in [(64, True), (768, True), (4, True), (64, False), (128, False)]:
         config = GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=C, bias=bias)
         right = sum(p.numel() for p in Block(config).parameters())
@@ -451,8 +430,6 @@ def check_block_params(block_params):
 
 
 def _as_float(got, name):
-    import torch
-
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         return got.item()
     expect(isinstance(got, (int, float)) and not isinstance(got, bool),
@@ -462,11 +439,6 @@ def _as_float(got, name):
 
 def check_cross_entropy(cross_entropy):
     """cross_entropy(logits (N, V), targets (N,)) -> the mean of -log softmax(logits)[target]."""
-    import math
-
-    import torch
-    import torch.nn.functional as F
-
     g = torch.Generator().manual_seed(8)
     cases = [(torch.randn(5, 7, generator=g), torch.randint(0, 7, (5,), generator=g)),
              (torch.zeros(3, 65), torch.tensor([0, 10, 64])),  # uniform: the loss is ln(65)
@@ -490,10 +462,6 @@ def check_cross_entropy(cross_entropy):
 
 def check_lr_at_step(lr_at_step):
     """lr_at_step(step, warmup_iters, decay_iters, max_lr, min_lr): linear warmup, then a cosine to min_lr."""
-    import math
-
-    from numogpt.train import TrainConfig, lr_at
-
     for warmup, decay, max_lr, min_lr in [(10, 100, 1e-3, 1e-4), (0, 50, 6e-4, 0.0), (5, 30, 2e-3, 2e-4)]:
         config = TrainConfig(max_iters=decay, warmup_iters=warmup, learning_rate=max_lr, min_lr=min_lr)
         for step in sorted({0, 1, warmup - 1, warmup, (warmup + decay) // 2, decay - 1, decay, decay + 7} - {-1}):
@@ -516,9 +484,6 @@ def check_lr_at_step(lr_at_step):
 
 def check_decayed_names(decayed_names):
     """decayed_names(model) -> the names of the parameters that get weight decay."""
-    from numogpt.model import GPT, GPTConfig
-    from numogpt.train import weight_decay_groups
-
     model = GPT(GPTConfig.preset("nano", vocab_size=20, block_size=8))
     right, _ = weight_decay_groups(model)
     got = attempt(decayed_names, model)
@@ -542,8 +507,6 @@ def check_decayed_names(decayed_names):
 
 def check_clip_gradients(clip_gradients):
     """clip_gradients(grads, max_norm) -> the grads scaled together so that their joint norm <= max_norm."""
-    import torch
-
     g = torch.Generator().manual_seed(9)
     for scale, max_norm in [(10.0, 1.0), (0.01, 1.0), (3.0, 0.5)]:
         grads = [scale * torch.randn(4, 3, generator=g), scale * torch.randn(5, generator=g)]
@@ -573,8 +536,6 @@ def check_clip_gradients(clip_gradients):
 
 
 def _expect_logits_like(got, logits, name):
-    import torch
-
     expect(isinstance(got, torch.Tensor), f"`{name}` should return a tensor, got {type(got).__name__}.")
     expect(got.shape == logits.shape, f"`{name}` should return the shape of its input {tuple(logits.shape)}, "
                                       f"got {tuple(got.shape)}.")
@@ -586,8 +547,6 @@ def _kept(logits):
 
 def check_softmax_with_temperature(softmax_with_temperature):
     """softmax_with_temperature(logits, temperature) -> probabilities (..., V), temperature > 0."""
-    import torch
-
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.5, 0.5, 3.0, 0.0]])
     for temperature in (1.0, 0.5, 2.0, 0.1):
         right = torch.softmax(logits / temperature, dim=-1)
@@ -612,8 +571,6 @@ def check_softmax_with_temperature(softmax_with_temperature):
 
 def check_top_k_filter(top_k_filter):
     """top_k_filter(logits, k) -> logits with all but the k largest of each row set to -inf."""
-    import torch
-
     logits = torch.randn(3, 10, generator=torch.Generator().manual_seed(6))  # distinct values, no ties
     for k in (3, 1, 10):
         right = logits.masked_fill(logits < logits.topk(k).values[..., -1:], float("-inf"))
@@ -636,8 +593,6 @@ def check_top_k_filter(top_k_filter):
 
 def check_top_p_filter(top_p_filter):
     """top_p_filter(logits, p) -> logits with all but the nucleus of each row set to -inf."""
-    import torch
-
     # one row's probabilities, shuffled so that the answer must sort: 0.45, 0.25, 0.15, 0.1, 0.05
     probs = torch.tensor([[0.1, 0.45, 0.05, 0.25, 0.15]])
     cases = [(0.6, [1, 3]), (0.3, [1]), (0.8, [1, 3, 4]), (1.0, [0, 1, 2, 3, 4])]
@@ -675,10 +630,6 @@ def check_top_p_filter(top_p_filter):
 
 def check_greedy_step(greedy_step):
     """greedy_step(model, idx) -> (B, 1): the most likely next token of each row, the context cropped."""
-    import torch
-
-    from numogpt.model import GPT, GPTConfig
-
     with torch.random.fork_rng(devices=[]):  # leave the notebook's random state alone
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)).eval()

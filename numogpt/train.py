@@ -20,8 +20,6 @@ Any model with `forward(idx, targets) -> (logits, loss)` trains here: numogpt's 
 """
 import dataclasses
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
+
+from numogpt.files import write_atomically
+from numogpt.model import GPT, GPTConfig
+from numogpt.tokenizer import tokenizer_from_dict
 
 
 @dataclass
@@ -219,17 +221,7 @@ def save_checkpoint(path, model, optimizer=None, *, step=0, tokenizer=None, **ex
         "tokenizer": tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer,
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, lambda f: torch.save(checkpoint, f))
 
 
 def load_checkpoint(path):
@@ -271,9 +263,6 @@ def load_state(model, checkpoint):
 
 def load_model(path, device="cpu"):
     """Rebuild the GPT and tokenizer saved at `path`: (model in eval mode, tokenizer or None)."""
-    from numogpt.model import GPT, GPTConfig
-    from numogpt.tokenizer import tokenizer_from_dict
-
     checkpoint = load_checkpoint(path)
     if checkpoint["model_config"] is None:
         raise ValueError(f"{path} holds no model_config: it was not saved from a numogpt GPT")

@@ -4,9 +4,28 @@ Plots return their matplotlib Figure (closed, so a notebook shows it once when i
 cell's last value); widgets return an ipywidgets object. Colours are fixed, so a figure
 looks the same on every run.
 """
+import html
+
+import ipywidgets as widgets
 import matplotlib
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+from matplotlib import font_manager, ft2font
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import FancyBboxPatch, Rectangle
+
+from numogpt.sample import stream_text
 
 matplotlib.rcParams["figure.dpi"] = 80  # small PNGs keep the notebooks light on GitHub
+
+
+def _finished(fig):
+    """Lay out and close `fig`: closed, pyplot forgets it, and the notebook shows it once,
+    as the cell's value."""
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 # --- lesson 01: the tokenizer -------------------------------------------------------------
@@ -33,10 +52,6 @@ def plot_tokens(tokenizer, text, title=None, width=64):
     Spaces show as '·' and newlines as '↵', so you can see which token holds them.
     A token that holds part of a character shows as '�'.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib import font_manager, ft2font
-    from matplotlib.patches import Rectangle
-
     font = font_manager.FontProperties(family="DejaVu Sans Mono")
     charmap = ft2font.FT2Font(font_manager.findfont(font)).get_charmap()
     pieces = _token_pieces(tokenizer, text)
@@ -61,9 +76,7 @@ def plot_tokens(tokenizer, text, title=None, width=64):
     ax.set_ylim(-len(rows) + 0.5, 0.5)
     ax.axis("off")
     ax.set_title(title or f"{len(pieces)} tokens, {len(text)} characters", fontsize=10, loc="left")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_bpe_training(tokenizer, n_bytes, n_first=12):
@@ -73,8 +86,6 @@ def plot_bpe_training(tokenizer, n_bytes, n_first=12):
     applied) on a text of `n_bytes` bytes. Each application removes one token, so after k
     merges the text is n_bytes - (the first k counts) tokens long.
     """
-    import matplotlib.pyplot as plt
-
     lengths = [n_bytes]
     for count in tokenizer.merge_counts:
         lengths.append(lengths[-1] - count)
@@ -90,16 +101,12 @@ def plot_bpe_training(tokenizer, n_bytes, n_first=12):
     ax_list.text(0, 1, "\n".join(lines[:n_first]), family="DejaVu Sans Mono", fontsize=8, va="top")
     ax_list.set_title(f"the first {n_first} merges", fontsize=10)
     ax_list.axis("off")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_tokens_per_word(tokenizers, samples):
     """Bar chart: tokens per word (whitespace-separated) of each text in `samples`
     ({name: text}) under each tokenizer in `tokenizers` ({name: tokenizer})."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(1.3 * len(samples) + 2, 3.2))
     width = 0.8 / len(tokenizers)
     for k, (name, tok) in enumerate(tokenizers.items()):
@@ -111,18 +118,12 @@ def plot_tokens_per_word(tokenizers, samples):
     ax.set_ylabel("tokens per word")
     ax.set_title("the same tokenizer spends more tokens on some texts", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def token_widget(tokenizers, text="Hello world! Tokenizers don't see words: 3.14159 🙂"):
     """A text box; below it, the text coloured by token under each of `tokenizers`
     ({name: tokenizer}), with the token count. Type to see the tokens change."""
-    import html
-
-    import ipywidgets as widgets
-
     box = widgets.Textarea(value=text, layout=widgets.Layout(width="95%", height="4em"))
     shown = widgets.HTML()
 
@@ -153,8 +154,6 @@ _X_COLOUR, _Y_COLOUR, _PAD_COLOUR = "#cfe2f3", "#fce5cd", "#e8e8e8"  # input, ta
 
 
 def _token_box(ax, col, row, text, colour):
-    from matplotlib.patches import Rectangle
-
     ax.add_patch(Rectangle((col - 0.45, row - 0.35), 0.9, 0.7, facecolor=colour, edgecolor="#888888"))
     ax.text(col, row, text, ha="center", va="center", fontsize=8, family="monospace")
 
@@ -165,8 +164,6 @@ def plot_block_shift(tokens):
     `tokens` are the T + 1 token strings of a window of the text (e.g. decoded ids). Each
     arrow goes from x[t] to y[t]: having read x[0..t], the model must guess y[t].
     """
-    import matplotlib.pyplot as plt
-
     T = len(tokens) - 1
     labels = [repr(t)[1:-1].replace(" ", "·") for t in tokens]  # show spaces and newlines: '·the', '\\n'
     fig, ax = plt.subplots(figsize=(0.95 * (T + 1) + 0.8, 2.2))
@@ -180,9 +177,7 @@ def plot_block_shift(tokens):
     ax.set_ylim(-0.6, 1.6)
     ax.axis("off")
     ax.set_title(f"one block of T = {T}: y[t] is the token after x[t], so y is x one step to the right", fontsize=10)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_stride_coverage(n_ids, block_size, strides):
@@ -191,8 +186,6 @@ def plot_stride_coverage(n_ids, block_size, strides):
     One panel per stride, one bar per block: x covers block_size ids, and its target
     reaches one further (the thin tail). A stride below block_size overlaps the blocks.
     """
-    import matplotlib.pyplot as plt
-
     all_starts = [range(0, n_ids - block_size, stride) for stride in strides]  # the last target id must exist
     rows = [len(starts) + 1 for starts in all_starts]
     fig, axes = plt.subplots(len(strides), 1, figsize=(7, 0.9 + 0.2 * sum(rows)), sharex=True, squeeze=False,
@@ -208,9 +201,7 @@ def plot_stride_coverage(n_ids, block_size, strides):
     last = axes[-1, 0]
     last.set_xlim(0, n_ids)
     last.set_xlabel(f"position in a text of {n_ids} ids (blue: x of block_size {block_size}; orange: the extra target id)")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_block_fill(X, pad_id, rows=24):
@@ -219,9 +210,6 @@ def plot_block_fill(X, pad_id, rows=24):
     Left: the first `rows` blocks of X (N, T), one row each. Right: how many real
     tokens each block holds, over all N blocks.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
     real = (X != pad_id)  # (N, T)
     filled = real.sum(dim=1)  # (N,)
     N, T = X.shape
@@ -235,9 +223,7 @@ def plot_block_fill(X, pad_id, rows=24):
     right.set_xlabel("real tokens in a block")
     right.set_ylabel("blocks")
     right.set_title(f"all {N} blocks: {real.float().mean().item():.0%} of positions are real tokens", fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 # --- lesson 03: attention -----------------------------------------------------------------
@@ -253,9 +239,6 @@ def plot_causal_mask(tokens):
 
     Blocked cells are the ones set to -inf before the softmax, so they get weight 0.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
     T = len(tokens)
     allowed = [[1 if j <= i else 0 for j in range(T)] for i in range(T)]
     fig, ax = plt.subplots(figsize=(0.4 * T + 1.6, 0.4 * T + 1.2))
@@ -267,15 +250,11 @@ def plot_causal_mask(tokens):
     ax.set_xlabel("key: the token looked at")
     ax.set_ylabel("query: the token looking")
     ax.set_title("causal mask: green may look, grey is -inf", fontsize=10)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_attention_maps(weights, tokens, title="attention weights per head"):
     """One heatmap per head: weights (H, T, T), row = the query token, column = the key token."""
-    import matplotlib.pyplot as plt
-
     H, T = weights.shape[0], len(tokens)
     fig, axes = plt.subplots(1, H, figsize=(0.3 * T * H + 1.6, 0.3 * T + 1.4), squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
@@ -291,8 +270,6 @@ def plot_attention_maps(weights, tokens, title="attention weights per head"):
 def plot_softmax_saturation(head_sizes, unscaled, scaled):
     """The largest softmax weight in a row (on average) against the head size D,
     for scores q·k as they are (`unscaled`) and divided by sqrt(D) (`scaled`)."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(head_sizes, unscaled, "o-", color="tab:red", label="q·k")
     ax.plot(head_sizes, scaled, "o-", color="tab:blue", label="q·k / sqrt(D)")
@@ -302,9 +279,7 @@ def plot_softmax_saturation(head_sizes, unscaled, scaled):
     ax.set_ylabel("largest weight in a row")
     ax.set_title("without the scale, softmax becomes one-hot", fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 # --- lesson 04: the GPT model -------------------------------------------------------------
@@ -321,8 +296,6 @@ _PART_COLOURS = {  # one colour per part of a GPT, shared by the lesson's pictur
 
 def _describe(module):
     """What a leaf module is, in a few characters, e.g. 'Linear 64 -> 192'."""
-    import torch.nn as nn
-
     if isinstance(module, nn.Embedding):
         return f"Embedding {module.num_embeddings} x {module.embedding_dim}"
     if isinstance(module, nn.Linear):
@@ -336,8 +309,6 @@ def _describe(module):
 
 def _architecture_rows(model):
     """(name, description, parameters, part) from the input to the logits, walking the model's modules."""
-    import torch.nn as nn
-
     config, t = model.config, model.transformer
     rows = [("idx", "token ids (B, T)", None, None)]
     rows += [(f"transformer.{n}", _describe(t[n]), t[n].weight.numel(), part)
@@ -366,9 +337,6 @@ def plot_architecture(model):
     The blocks share one shape, so block 0's layers are drawn once inside a frame marked
     "x n_layer"; the '+' rows are where a block adds its result to the residual stream.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyBboxPatch
-
     rows = _architecture_rows(model)
     n_layer = model.config.n_layer
     in_block = [i for i, r in enumerate(rows) if r[0].startswith("h[i]")]
@@ -392,9 +360,7 @@ def plot_architecture(model):
     ax.text(9.7, -0.7, "parameters", ha="right", va="center", fontsize=8.5, color="dimgrey")
     ax.set_title(f"GPT: {n_layer} layers, {model.config.n_head} heads, {model.config.n_embd} dims, "
                  f"{model.num_params():,} parameters", fontsize=10)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_parameter_shares(counts_by_model):
@@ -402,8 +368,6 @@ def plot_parameter_shares(counts_by_model):
 
     counts_by_model: {label: model.parameter_counts()}.
     """
-    import matplotlib.pyplot as plt
-
     labels = list(counts_by_model)
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) + 1.5))
     for row, label in enumerate(labels):
@@ -420,9 +384,7 @@ def plot_parameter_shares(counts_by_model):
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the parameters")
     ax.legend(ncol=5, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(labels) < 3 else -0.18))
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_residual_std(std_by_label):
@@ -430,8 +392,6 @@ def plot_residual_std(std_by_label):
 
     std_by_label: {label: [std after embeddings, after block 1, ...]}.
     """
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for (label, stds), colour in zip(std_by_label.items(), ["tab:red", "tab:blue", "tab:green"]):
         ax.plot(range(len(stds)), stds, "o-", markersize=3, color=colour, label=label)
@@ -440,9 +400,7 @@ def plot_residual_std(std_by_label):
     ax.set_ylim(bottom=0)
     ax.set_title("residual stream at initialisation", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def _char_kind(label):
@@ -460,9 +418,6 @@ def plot_embeddings_2d(weight, labels, title="token embeddings, first two princi
 
     labels: one string per row; single characters are coloured by kind (vowel, consonant, ...).
     """
-    import matplotlib.pyplot as plt
-    import torch
-
     centred = weight.detach().float() - weight.detach().float().mean(dim=0)
     _, _, Vh = torch.linalg.svd(centred, full_matrices=False)  # rows of Vh: the principal directions
     axes = Vh[:2] * Vh[:2].gather(1, Vh[:2].abs().argmax(dim=1, keepdim=True)).sign()  # fix SVD's sign
@@ -481,9 +436,7 @@ def plot_embeddings_2d(weight, labels, title="token embeddings, first two princi
     ax.set_ylabel("component 2")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7.5)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 # --- lesson 05: training ------------------------------------------------------------------
@@ -491,8 +444,6 @@ def plot_embeddings_2d(weight, labels, title="token embeddings, first two princi
 
 def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup, then cosine decay"):
     """The learning rate at every step (`lrs`, e.g. [lr_at(s, config) for s in range(n)])."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5.5, 3))
     ax.plot(range(len(lrs)), lrs, color="tab:blue")
     if warmup_iters:
@@ -502,16 +453,12 @@ def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup
     ax.set_ylabel("learning rate")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_loss_curves(history, title="training and validation loss"):
     """Loss against step from a `train` history: each batch's loss (faint), its running
     mean, and the validation loss at every evaluation (dots)."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 3.4))
     if history["train"]:
         steps, losses = zip(*history["train"])
@@ -527,9 +474,7 @@ def plot_loss_curves(history, title="training and validation loss"):
     ax.set_ylabel("cross-entropy loss")
     ax.set_title(title, fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 # --- lesson 06: sampling ------------------------------------------------------------------
@@ -553,18 +498,13 @@ def plot_next_token_probs(probs, labels, top=15, kept=None, title="next-token pr
 
     With `kept` (V,) booleans, the tokens a filter removed are drawn grey.
     """
-    import matplotlib.pyplot as plt
-    import torch
-
     order = torch.argsort(probs, descending=True)[:top].tolist()
     fig, ax = plt.subplots(figsize=(0.38 * len(order) + 1.6, 2.6))
     _bars(ax, [probs[i].item() for i in order], [labels[i] for i in order],
           None if kept is None else [bool(kept[i]) for i in order])
     ax.set_ylabel("probability")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_temperatures(logits, labels, temperatures=(0.5, 1.0, 2.0), top=12):
@@ -572,9 +512,6 @@ def plot_temperatures(logits, labels, temperatures=(0.5, 1.0, 2.0), top=12):
 
     The tokens are the `top` most likely ones, in the same order in every panel.
     """
-    import matplotlib.pyplot as plt
-    import torch
-
     order = torch.argsort(logits, descending=True)[:top].tolist()
     fig, axes = plt.subplots(1, len(temperatures), figsize=(3.4 * len(temperatures), 2.6), sharey=True)
     for ax, t in zip(axes, temperatures):
@@ -583,9 +520,7 @@ def plot_temperatures(logits, labels, temperatures=(0.5, 1.0, 2.0), top=12):
         ax.set_title(f"T = {t:g}", fontsize=10)
     axes[0].set_ylabel("probability")
     fig.suptitle("low temperature sharpens, high temperature flattens", fontsize=10)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length, block_size=None):
@@ -593,8 +528,6 @@ def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length, block_si
 
     With `block_size`, a dashed line marks where the text outgrows the context.
     """
-    import matplotlib.pyplot as plt
-
     lengths = range(prompt_length, prompt_length + len(ms_with_cache))  # the text's length at each step
     fig, ax = plt.subplots(figsize=(5.5, 3))
     ax.plot(lengths, ms_without_cache, color="tab:red", label="no cache: recompute the whole past")
@@ -607,9 +540,7 @@ def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length, block_si
     ax.set_ylim(bottom=0)
     ax.set_title("the cost of one generation step", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finished(fig)
 
 
 def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
@@ -618,13 +549,6 @@ def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
 
     top-k 0 and top-p 1 mean "off"; the seed makes each click with the same settings repeatable.
     """
-    import html
-
-    import ipywidgets as widgets
-    import torch
-
-    from numogpt.sample import stream_text
-
     style = {"description_width": "90px"}
     prompt_box = widgets.Textarea(value=prompt, description="prompt", style=style,
                                   layout=widgets.Layout(width="95%"))

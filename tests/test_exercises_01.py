@@ -4,10 +4,7 @@ from collections import Counter
 import pytest
 
 from numogpt.exercises import ExerciseError, check_count_pairs, check_encode_with_merges, check_merge
-
-
-def not_written(*args):
-    raise NotImplementedError()
+from tests.helpers import not_written
 
 
 # --- count pairs -----------------------------------------------------------------------------

@@ -6,17 +6,7 @@ import torch.nn.functional as F
 from numogpt.data import TokenBlocks
 from numogpt.exercises import (ExerciseError, check_count_blocks, check_loss_ignoring_padding, check_next_token_pair,
                                check_padded_pair)
-
-
-def not_written(*args):
-    raise NotImplementedError()
-
-
-def assert_right_passes_and_wrong_fails(check, right, wrong, message, capsys):
-    check(right)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check(wrong)
+from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 
 # --- the (x, y) pair at position i -----------------------------------------------------------

@@ -4,17 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from numogpt.exercises import ExerciseError, check_block_params, check_embed, check_gelu_mlp, check_layer_norm
-
-
-def not_written(*args):
-    raise NotImplementedError()
-
-
-def assert_right_passes_and_wrong_fails(check, right, wrong, message, capsys):
-    check(right)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check(wrong)
+from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 
 # --- LayerNorm by hand -----------------------------------------------------------------------

@@ -11,17 +11,7 @@ from numogpt.exercises import (
     check_decayed_names,
     check_lr_at_step,
 )
-
-
-def not_written(*args):
-    raise NotImplementedError()
-
-
-def assert_right_passes_and_wrong_fails(check, right, wrong, message, capsys):
-    check(right)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check(wrong)
+from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 
 # --- cross-entropy by hand ----------------------------------------------------------------------

@@ -11,13 +11,7 @@ from numogpt.sample import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: a second thread only adds waiting, and on a busy machine a lot of it
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 def tiny_gpt(seed=0, vocab_size=13, block_size=16):

@@ -26,13 +26,7 @@ from numogpt.train import (
 VOCAB = 11
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these models are tiny: a second thread only adds waiting, and on a busy machine a lot of it
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 def tiny_gpt(seed=0, **overrides):
