@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from numogpt.model import GPT, GPTConfig, PRESETS
+from tests.test_attention import ListCache
 
 transformers = pytest.importorskip("transformers")
 transformers.utils.logging.set_verbosity_error()  # small vocabularies cannot hold GPT-2's eos id 50256; it warns
@@ -189,19 +190,10 @@ def test_future_tokens_do_not_change_past_logits():
 
 
 class SimpleCache:
-    """The KV-cache hook as lesson 06 uses it: per-layer extend(k, v) that appends and returns all."""
-
-    class Layer:
-        def __init__(self):
-            self.k = self.v = None
-
-        def extend(self, k, v):
-            self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
-            self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
-            return self.k, self.v
+    """The KV-cache hook as lesson 06 uses it: one ListCache per layer, len = positions held."""
 
     def __init__(self, n_layer):
-        self.layers = [self.Layer() for _ in range(n_layer)]
+        self.layers = [ListCache() for _ in range(n_layer)]
 
     def __len__(self):
         return 0 if self.layers[0].k is None else self.layers[0].k.size(2)
