@@ -325,3 +325,21 @@ def _read_gpt2_weights(directory):
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{file} should hold a dict of named tensors, got {type(state).__name__}")
     return file, state
+
+
+GET_GPT2 = """GPT-2 small (124M) is not in your Hugging Face cache. To get it (about 550 MB):
+    pip install huggingface_hub && hf download gpt2
+then run this again. numogpt never downloads it for you."""
+
+
+def gpt2_in_cache():
+    """The folder of OpenAI's GPT-2 small in the Hugging Face cache, or None. Looks on disk only.
+
+    Give it to `GPT.from_pretrained`; when it is None, print GET_GPT2 to learn how to get it.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache  # optional: it comes with transformers
+    except ImportError:
+        return None
+    weights = try_to_load_from_cache("gpt2", "model.safetensors")
+    return Path(weights).parent if isinstance(weights, str) else None
