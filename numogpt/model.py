@@ -332,8 +332,9 @@ GET_GPT2 = """GPT-2 small (124M) is not in your Hugging Face cache. To get it (a
 then run this again. numogpt never downloads it for you."""
 
 
-def gpt2_in_cache():
-    """The folder of OpenAI's GPT-2 small in the Hugging Face cache, or None. Looks on disk only.
+def gpt2_in_cache(cache_dir=None):
+    """The folder of OpenAI's GPT-2 small in the Hugging Face cache (`cache_dir`, by default
+    the usual one), or None. Looks on disk only.
 
     Give it to `GPT.from_pretrained`; when it is None, print GET_GPT2 to learn how to get it.
     """
@@ -341,5 +342,5 @@ def gpt2_in_cache():
         from huggingface_hub import try_to_load_from_cache  # optional: it comes with transformers
     except ImportError:
         return None
-    weights = try_to_load_from_cache("gpt2", "model.safetensors")
+    weights = try_to_load_from_cache("gpt2", "model.safetensors", cache_dir=cache_dir)
     return Path(weights).parent if isinstance(weights, str) else None

@@ -342,3 +342,17 @@ def test_config_json_broken(checkpoint):
     (checkpoint / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1}))
     with pytest.raises(ValueError, match="config.json lacks vocab_size, n_positions, n_head, n_embd"):
         GPT.from_pretrained(checkpoint)
+
+
+def test_gpt2_in_cache_finds_a_snapshot_and_says_none_otherwise(tmp_path):
+    from numogpt.model import gpt2_in_cache
+
+    assert gpt2_in_cache(tmp_path) is None
+    # the layout huggingface_hub writes: refs/main names the snapshot that holds the files
+    repo = tmp_path / "models--gpt2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"")
+    assert gpt2_in_cache(tmp_path) == snapshot
