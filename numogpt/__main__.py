@@ -18,7 +18,7 @@ The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole an
 # what --resume may change; everything else comes from the checkpoint
 RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "device")
 TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="char", preset="gpt-numo", block_size=None,
-                      batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=None, eval_interval=None,
+                      batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=1000, eval_interval=None,
                       seed=0, device="cpu")
 
 
@@ -39,8 +39,9 @@ def add_train(commands):
     p.add_argument("--max-iters", type=int, metavar="N", help=f"optimizer steps in the whole run (default {d['max_iters']})")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']})")
     p.add_argument("--lr-decay-iters", type=int, metavar="N",
-                   help="step where the cosine decay ends (default: --max-iters); set it to the full length "
-                        "if you plan to stop early and --resume with a larger --max-iters")
+                   help=f"step where the cosine decay ends; the rate stays at its minimum after it (default "
+                        f"{d['lr_decay_iters']}). It does not follow --max-iters, so that a run stopped at step 20 "
+                        f"and resumed to 40 learns exactly what a run of 40 does: set it to your planned length")
     p.add_argument("--eval-interval", type=int, metavar="N",
                    help="evaluate and save the checkpoint every N steps (default: a tenth of --max-iters)")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
@@ -121,7 +122,6 @@ def _new_settings(args):
     block = {"block_size": settings["block_size"]} if settings["block_size"] else {}
     model_config = GPTConfig.preset(settings["preset"], vocab_size=tokenizer.vocab_size, **block)
     settings["block_size"] = model_config.block_size
-    settings["lr_decay_iters"] = settings["lr_decay_iters"] or settings["max_iters"]
     settings["eval_interval"] = settings["eval_interval"] or max(1, settings["max_iters"] // 10)
     return settings, text, tokenizer, model_config
 
