@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from numogpt import DATA_DIR
+from numogpt.checks import check_int
 from numogpt.files import write_atomically
 
 IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
@@ -110,14 +111,6 @@ def as_ids(ids):
     return tensor.long()  # no copy when it is already int64
 
 
-def check_positive_int(value, name):
-    """block_size, stride, batch_size: whole numbers, 1 or more."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be 1 or more, got {value}")
-
-
 class TokenBlocks(Dataset):
     """(x, y) pairs cut from `ids` by a window of `block_size` that moves by `stride`.
 
@@ -135,9 +128,9 @@ class TokenBlocks(Dataset):
     """
 
     def __init__(self, ids, block_size, stride=None):
-        check_positive_int(block_size, "block_size")
+        check_int("block_size", block_size)
         stride = block_size if stride is None else stride
-        check_positive_int(stride, "stride")
+        check_int("stride", stride)
         self.ids = as_ids(ids)  # (N,)
         n = len(self.ids)
         if n < block_size + 1:
@@ -208,7 +201,7 @@ def word_aligned_blocks(text, tokenizer, block_size, pad_id):
         raise ValueError("text is empty: word-aligned blocks need some text")
     if not callable(getattr(tokenizer, "encode", None)):
         raise TypeError(f"tokenizer must have .encode(str) -> list[int], got {type(tokenizer).__name__}")
-    check_positive_int(block_size, "block_size")
+    check_int("block_size", block_size)
     if not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0:
         raise ValueError(f"pad_id must be a token id (an int >= 0, e.g. tokenizer.eot_id), got {pad_id!r}")
 
@@ -277,8 +270,8 @@ def make_loaders(ids, block_size, batch_size, val_fraction=0.1, stride=None, see
     >>> x.shape, y.shape
     (torch.Size([4, 8]), torch.Size([4, 8]))
     """
-    check_positive_int(block_size, "block_size")
-    check_positive_int(batch_size, "batch_size")
+    check_int("block_size", block_size)
+    check_int("batch_size", batch_size)
     train_ids, val_ids = train_val_split(ids, val_fraction)
     if len(val_ids) < block_size + 1:
         raise ValueError(

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from numogpt.attention import CausalSelfAttention
+from numogpt.checks import check_int
 
 # Sizes by name. Every preset uses GPT-2's vocabulary unless you override vocab_size (a
 # character tokenizer needs ~65). From small to large:
@@ -59,9 +60,7 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}): "
@@ -301,7 +300,7 @@ def _read_gpt2_config(file, dropout):
             vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
             n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout,
         )
-    except ValueError as e:
+    except (TypeError, ValueError) as e:  # a size that is not a whole number, or too small
         raise ValueError(f"{file}: {e}") from None
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
+from numogpt.checks import check_int
 from numogpt.files import write_atomically
 from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import tokenizer_from_dict
@@ -56,12 +57,12 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("max_iters", "eval_interval"):
-            _check_int(name, getattr(self, name), least=1)
-        _check_int("warmup_iters", self.warmup_iters, least=0)
+            check_int(name, getattr(self, name), least=1)
+        check_int("warmup_iters", self.warmup_iters, least=0)
         if self.lr_decay_iters is not None:
-            _check_int("lr_decay_iters", self.lr_decay_iters, least=self.warmup_iters + 1)
+            check_int("lr_decay_iters", self.lr_decay_iters, least=self.warmup_iters + 1)
         if self.eval_iters is not None:
-            _check_int("eval_iters", self.eval_iters, least=1)
+            check_int("eval_iters", self.eval_iters, least=1)
         if not 0 <= self.min_lr <= self.learning_rate:
             raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
                              f"learning_rate={self.learning_rate}")
@@ -75,11 +76,6 @@ class TrainConfig:
     def decay_end(self):
         """The step where the cosine decay reaches min_lr."""
         return self.lr_decay_iters if self.lr_decay_iters is not None else self.max_iters
-
-
-def _check_int(name, value, least):
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 # --- the learning-rate schedule --------------------------------------------------------------

@@ -121,8 +121,7 @@ def test_presets_grow_and_take_overrides():
     "bad, message",
     [
         (dict(n_embd=30), r"n_embd \(30\) must be a multiple of n_head \(4\)"),
-        (dict(n_layer=0), "n_layer must be a positive int, got 0"),
-        (dict(vocab_size=65.0), "vocab_size must be a positive int, got 65.0"),
+        (dict(n_layer=0), "n_layer must be 1 or more, got 0"),
         (dict(dropout=1.0), r"dropout must be a number in \[0, 1\), got 1.0"),
         (dict(bias="yes"), "bias must be True or False"),
     ],
@@ -130,6 +129,11 @@ def test_presets_grow_and_take_overrides():
 def test_config_rejects_bad_sizes(bad, message):
     with pytest.raises(ValueError, match=message):
         GPTConfig(**{**dict(vocab_size=65, block_size=8, n_layer=2, n_head=4, n_embd=32), **bad})
+
+
+def test_config_rejects_a_size_that_is_not_a_whole_number():
+    with pytest.raises(TypeError, match="vocab_size must be an int, got 65.0"):
+        GPTConfig(vocab_size=65.0, block_size=8, n_layer=2, n_head=4, n_embd=32)
 
 
 # --- the model's own properties ------------------------------------------------------------

@@ -79,11 +79,15 @@ def test_schedule_without_warmup_starts_at_the_peak():
 @pytest.mark.parametrize("bad, words", [
     (dict(max_iters=0), "max_iters"), (dict(min_lr=1.0, learning_rate=0.1), "min_lr"),
     (dict(grad_clip=0), "grad_clip"), (dict(warmup_iters=50, lr_decay_iters=50), "lr_decay_iters"),
-    (dict(eval_interval=2.5), "eval_interval"),
 ])
 def test_bad_config_is_refused_by_name(bad, words):
     with pytest.raises(ValueError, match=words):
         TrainConfig(**bad)
+
+
+def test_a_count_that_is_not_a_whole_number_is_refused_by_name():
+    with pytest.raises(TypeError, match="eval_interval must be an int, got 2.5"):
+        TrainConfig(eval_interval=2.5)
 
 
 # --- the optimizer -------------------------------------------------------------------------------
