@@ -300,6 +300,19 @@ def resolve_device(name):
 
 # --- the training loop ----------------------------------------------------------------------------
 
+# what a resumed run may change: how long it runs, how often it looks, and where it runs
+MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "device", "progress")
+
+
+def check_same_run(config, saved, checkpoint):
+    """Refuse to resume with a TrainConfig that would make another run than the saved one."""
+    ours = dataclasses.asdict(config)
+    changed = [f"{name}={saved.get(name)!r} in the checkpoint, {value!r} now" for name, value in ours.items()
+               if name not in MAY_CHANGE_ON_RESUME and saved.get(name) != value]
+    if changed:
+        raise ValueError(f"{checkpoint} was trained with other settings: {'; '.join(changed)}. Resume with the "
+                         f"checkpoint's settings (only {', '.join(MAY_CHANGE_ON_RESUME)} may change)")
+
 
 def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=None, resume=False, **extra):
     """Train `model` for config.max_iters steps; return its history.
@@ -311,7 +324,8 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     eval mode, the random state saved and restored around it, so sampling text there does
     not change the run), and save `checkpoint` (a path; `extra`, e.g. tokenizer=..., goes into it).
     With resume=True the run continues from `checkpoint`: weights, optimizer, step, random
-    state and history, and it ends in the same state as a run that never stopped.
+    state and history, and it ends in the same state as a run that never stopped. Its
+    config must match the saved one except for MAY_CHANGE_ON_RESUME (ValueError otherwise).
 
     history = {"train": [(step, loss)], "val": [(step, loss)], "lr": [lr per step]}.
     A loss that becomes NaN or infinite stops the run with a ValueError naming the step.
@@ -326,10 +340,12 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     step = 0
     if resume:
         state = load_checkpoint(checkpoint)
-        missing = [k for k in ("optimizer", "history", "rng_state", "batches_per_epoch") if state.get(k) is None]
+        missing = [k for k in ("optimizer", "history", "rng_state", "batches_per_epoch", "train_config")
+                   if state.get(k) is None]
         if missing:
             raise ValueError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} "
                              f"(only checkpoints written by train() can be)")
+        check_same_run(config, state["train_config"], checkpoint)
         if state["batches_per_epoch"] != batches.per_epoch:
             raise ValueError(f"the checkpoint at {checkpoint} was trained on data with "
                              f"{state['batches_per_epoch']} batches per epoch, this data has "

@@ -309,6 +309,23 @@ def test_resume_refuses_other_data_and_going_back(loaders, tmp_path):
         train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=2), checkpoint=path, resume=True)
 
 
+def test_resume_refuses_a_config_that_makes_another_run(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    path = tmp_path / "ck.pt"
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=2, learning_rate=1e-3), checkpoint=path)
+    with pytest.raises(ValueError, match=r"learning_rate=0.001 in the checkpoint, 0.002 now; seed=0 in the "
+                                         r"checkpoint, 3 now\. Resume"):
+        train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=4, learning_rate=2e-3, seed=3),
+              checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match=r"betas=\(0.9, 0.99\) in the checkpoint, \(0.9, 0.95\) now"):
+        train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=4, learning_rate=1e-3, betas=(0.9, 0.95)),
+              checkpoint=path, resume=True)
+    # how long, how often, how many validation batches and where may change
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=4, learning_rate=1e-3, eval_interval=3,
+                                                      eval_iters=1), checkpoint=path, resume=True)
+    assert load_checkpoint(path)["step"] == 4
+
+
 class NanAt(nn.Module):
     """A model whose loss turns NaN at its `bad_step`-th training call."""
 
