@@ -7,6 +7,7 @@ Every check is tested with wrong answers too (tests/test_exercises_NN.py).
 """
 import math
 from collections import Counter
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -53,7 +54,9 @@ def check_count_pairs(count_pairs):
     """count_pairs(ids) -> {(a, b): how many times b follows a in ids}."""
     cases = [[1, 2, 3, 1, 2], [104, 105, 32, 104, 105, 33], [7, 7, 7], [5], []]
     for ids in cases:
-        got = attempt(count_pairs, list(ids))
+        given = list(ids)
+        got = attempt(count_pairs, given)
+        expect(given == ids, f"count_pairs({ids}) changed the list it was given (now {given}): count, don't modify.")
         want = dict(Counter(zip(ids, ids[1:])))
         expect(isinstance(got, dict), f"count_pairs should return a dict {{(a, b): count}}, got {type(got).__name__}")
         if ids == [7, 7, 7] and got.get((7, 7)) == 1:
@@ -115,6 +118,26 @@ def _as_id_list(got, name, what):
         raise ExerciseError(f"`{name}` should return {what} as a list of ints (or a 1-D tensor), got {got!r:.60}.") from None
 
 
+@contextmanager
+def _forbidden(module, *names, why):
+    """While inside, calling module.<name> (a torch.nn.functional function, `F.<name>` in the
+    notebooks) fails with an ExerciseError that says `why`."""
+    saved = {name: getattr(module, name) for name in names}
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            raise ExerciseError(f"this exercise is to do it without `F.{name}`: {why}.")
+        return refused
+
+    try:
+        for name in names:
+            setattr(module, name, refuse(name))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
+
+
 def _pair(got, name):
     expect(isinstance(got, (tuple, list)) and len(got) == 2,
            f"`{name}` should return two things, `x, y`; got {type(got).__name__} {got!r:.60}.")
@@ -164,11 +187,18 @@ def check_padded_pair(padded_pair):
     """padded_pair(tokens, next_token, block_size, pad_id) -> (x, y) of one padded block."""
     cases = [([5, 6, 7], 8, 5, 0), ([5, 6, 7, 9, 4], 1, 5, 0), ([3], None, 4, 50256), ([1, 2], None, 2, 9), ([4, 4], 7, 6, 50256)]
     for tokens, next_token, T, pad_id in cases:
-        x, y = _pair(attempt(padded_pair, list(tokens), next_token, T, pad_id), "padded_pair")
+        where = f"For tokens={tokens}, next_token={next_token}, block_size={T}, pad_id={pad_id}"
+        given = list(tokens)
+        got = attempt(padded_pair, given, next_token, T, pad_id)
+        expect(given == tokens, f"{where}: `padded_pair` changed the tokens list it was given (now {given}); "
+                                "build new lists instead (tokens + [...] makes a copy, tokens += [...] does not).")
+        if next_token is None and isinstance(got, (tuple, list)) and len(got) == 2 and None in list(got[1]):
+            raise ExerciseError(f"{where}: y holds None. next_token is None at the end of the text: nothing follows "
+                                "the last token, so its target is -100.")
+        x, y = _pair(got, "padded_pair")
         pad = T - len(tokens)
         last = -100 if next_token is None else next_token
         right_x, right_y = tokens + [pad_id] * pad, tokens[1:] + [last] + [-100] * pad
-        where = f"For tokens={tokens}, next_token={next_token}, block_size={T}, pad_id={pad_id}"
         expect(len(x) == T and len(y) == T,
                f"{where}: x and y should each hold block_size = {T} ids, got {len(x)} and {len(y)}.")
         expect(not (pad and x == tokens + [-100] * pad),
@@ -197,7 +227,10 @@ def check_loss_ignoring_padding(loss_ignoring_padding):
         padded = bool((targets == -100).any())
         where = f"For logits {tuple(logits.shape)} and targets {targets.tolist()}"
         try:
-            got = attempt(loss_ignoring_padding, logits.clone(), targets.clone())
+            with _forbidden(F, "cross_entropy", "nll_loss", why="they skip -100 by themselves (their default "
+                            "ignore_index); keep the rows whose target is not -100 and average "
+                            "-log_softmax(logits)[row, target] by hand"):
+                got = attempt(loss_ignoring_padding, logits.clone(), targets.clone())
         except ExerciseError as e:
             if padded and "crashed" in str(e):
                 raise ExerciseError(f"{where}: {e}. -100 is not a class: keep only the positions where "

@@ -25,11 +25,18 @@ def count_pairs_without_overlaps(ids):
     return counts
 
 
+def count_then_empty(ids):
+    counts = Counter(zip(ids, ids[1:]))
+    ids.clear()  # consumes its input
+    return counts
+
+
 @pytest.mark.parametrize("wrong, message", [
     (count_pairs_without_overlaps, "pairs overlap"),
     (lambda ids: Counter(zip(ids, ids[2:])), r"zip\(ids, ids\[1:\]\)"),  # pairs two apart
     (lambda ids: list(zip(ids, ids[1:])), "should return a dict"),
     (lambda ids: Counter((ids[i], ids[i + 1]) for i in range(len(ids))), "crashed with IndexError"),
+    (count_then_empty, "changed the list it was given"),
     (not_written, "not written yet"),
 ])
 def test_count_pairs(wrong, message, capsys):

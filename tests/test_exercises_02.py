@@ -81,6 +81,12 @@ def pad_x_with(value):
     return wrong
 
 
+def pad_in_place(tokens, next_token, T, pad_id):
+    y = tokens[1:] + [-100 if next_token is None else next_token] + [-100] * (T - len(tokens))
+    tokens += [pad_id] * (T - len(tokens))  # extends the caller's list too
+    return tokens, y
+
+
 def pad_y_with_pad_id(tokens, next_token, T, pad_id):
     x, y = padded_pair(tokens, next_token, T, pad_id)
     return x, y[: len(tokens)] + [pad_id] * (T - len(tokens))
@@ -96,6 +102,9 @@ def pad_y_with_pad_id(tokens, next_token, T, pad_id):
     (lambda tokens, nxt, T, pad_id: (padded_pair(tokens, nxt, T, pad_id)[0], padded_pair(tokens, nxt, T, pad_id)[0]),
      r"y should be \["),
     (lambda tokens, nxt, T, pad_id: (tokens, tokens[1:] + [-100]), "each hold block_size"),
+    (pad_in_place, "changed the tokens list"),
+    (lambda tokens, nxt, T, pad_id: (tokens + [pad_id] * (T - len(tokens)), tokens[1:] + [nxt] + [-100] * (T - len(tokens))),
+     "y holds None"),
     (not_written, "not written yet"),
 ])
 def test_padded_pair(wrong, message, capsys):
@@ -136,7 +145,9 @@ def softmax_over_positions(logits, targets):
     (divide_by_all, "divided by all"),
     (summed, "sum of the losses"),
     (softmax_over_positions, "last dim"),
-    (lambda logits, targets: F.cross_entropy(logits, targets, ignore_index=0), "the loss should be"),
+    (lambda logits, targets: F.cross_entropy(logits, targets, ignore_index=0), "without `F.cross_entropy`"),
+    (lambda logits, targets: F.cross_entropy(logits, targets), "without `F.cross_entropy`"),
+    (lambda logits, targets: F.nll_loss(logits.log_softmax(-1), targets), "without `F.nll_loss`"),
     (lambda logits, targets: [1.0, 2.0], "one number"),
     (not_written, "not written yet"),
 ])
