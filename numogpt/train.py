@@ -152,7 +152,7 @@ def evaluate(model, loader, max_batches=None):
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    with torch.random.fork_rng(devices=[]):
+    with rng_kept(device):
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
@@ -282,6 +282,11 @@ def set_rng_state(states, device):
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+def rng_kept(device):
+    """A context in which random draws on the CPU and on `device` leave the run's random state as it was."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def resolve_device(name):
     """torch.device(name), or a ValueError if this machine does not have it."""
     try:
@@ -369,7 +374,7 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
         if config.progress:
             bar.write(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
         model.eval()
-        with torch.random.fork_rng(devices=[]):
+        with rng_kept(device):
             for callback in callbacks:
                 callback(step, model, history)
         model.train()

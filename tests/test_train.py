@@ -272,6 +272,18 @@ def test_twenty_steps_then_resume_to_forty_equals_forty_straight(loaders, tmp_pa
     assert [s for s, _ in history["train"]] == list(range(40))  # one history across the two runs
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_callbacks_drawing_random_numbers_on_the_gpu_do_not_change_the_run(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    config = quiet(max_iters=6, eval_interval=2, device="cuda")
+    train(tiny_gpt(), train_loader, val_loader, config, checkpoint=tmp_path / "plain.pt")
+    gpu_sampler = lambda step, m, h: torch.rand(100, device="cuda")  # noqa: E731
+    train(tiny_gpt(), train_loader, val_loader, config, [gpu_sampler], checkpoint=tmp_path / "sampled.pt")
+    plain, sampled = load_checkpoint(tmp_path / "plain.pt"), load_checkpoint(tmp_path / "sampled.pt")
+    states_equal(plain, sampled)
+    assert torch.equal(plain["rng_state"]["cuda"], sampled["rng_state"]["cuda"])
+
+
 def test_ctrl_c_leaves_the_last_checkpoint_good_and_resume_finishes_the_run(loaders, tmp_path):
     train_loader, val_loader = loaders
     config = quiet(max_iters=12, eval_interval=5)
