@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from numogpt.checks import check_int
+
 
 def causal_mask(t_q, t_k, device=None):
     """Boolean (t_q, t_k) mask, True where query i may look at key j.
@@ -34,7 +36,7 @@ def causal_mask(t_q, t_k, device=None):
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
 
 
-def _check_qkv(q, k, v):
+def _check_qkv(q, k, v, causal):
     shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if not (q.dim() == k.dim() == v.dim() == 4):
         raise ValueError(f"attention wants (B, H, T, D) tensors, got {shapes}")
@@ -42,8 +44,8 @@ def _check_qkv(q, k, v):
         raise ValueError(f"k and v must have the same shape (B, H, T, D), got {shapes}")
     if q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q must match k in batch, heads and head size (B, H, _, D), got {shapes}")
-    if q.size(2) > k.size(2):
-        raise ValueError(f"more queries than keys: the queries are the last positions of the keys, got {shapes}")
+    if causal and q.size(2) > k.size(2):
+        raise ValueError(f"more queries than keys: with a causal mask the queries are the last positions of the keys, got {shapes}")
 
 
 def attention(q, k, v, causal=True, dropout_p=0.0):
@@ -54,7 +56,7 @@ def attention(q, k, v, causal=True, dropout_p=0.0):
     after dropout, so that out == weights @ v. Dropout applies whenever dropout_p > 0, as in
     F.scaled_dot_product_attention: pass 0.0 outside training.
     """
-    _check_qkv(q, k, v)
+    _check_qkv(q, k, v, causal)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     # dividing by sqrt(D) keeps the scores' variance near 1 whatever the head size,
@@ -85,7 +87,9 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, n_embd, n_head, dropout=0.0, bias=True):
         super().__init__()
-        if n_head <= 0 or n_embd % n_head != 0:
+        check_int("n_embd", n_embd)
+        check_int("n_head", n_head)
+        if n_embd % n_head != 0:
             raise ValueError(
                 f"n_embd ({n_embd}) must be a multiple of n_head ({n_head}): each head gets n_embd // n_head dims"
             )

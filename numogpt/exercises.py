@@ -295,7 +295,12 @@ def check_masked_softmax(masked_softmax):
         T = shape[-1]
         above = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)  # the future
         right = scores.masked_fill(above, float("-inf")).softmax(dim=-1)
-        got = attempt(masked_softmax, scores.clone())
+        given = scores.clone()
+        got = attempt(masked_softmax, given)
+        expect(torch.equal(given, scores),
+               "`masked_softmax` changed the scores it was given (an in-place masked_fill_?): the caller may still "
+               "need them, and autograd cannot differentiate through an overwritten tensor. Use masked_fill, "
+               "which returns a new tensor.")
         _expect_tensor_of_shape(got, right.shape, "masked_softmax")
         expect(not got.isnan().any(),
                "Your weights contain NaN: a row whose every entry is -inf has nothing to share out. "

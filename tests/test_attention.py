@@ -220,8 +220,23 @@ def test_gradients_reach_every_parameter():
 def test_n_embd_must_split_evenly_into_heads():
     with pytest.raises(ValueError, match=r"n_embd \(10\).*n_head \(3\)"):
         CausalSelfAttention(10, 3)
-    with pytest.raises(ValueError, match=r"n_head \(0\)"):
-        CausalSelfAttention(10, 0)
+
+
+@pytest.mark.parametrize("n_embd, n_head, error, words", [
+    (10, 0, ValueError, "n_head must be 1 or more, got 0"),
+    (-8, 4, ValueError, "n_embd must be 1 or more, got -8"),
+    (64, 4.0, TypeError, "n_head must be an int, got 4.0"),
+    (64, "4", TypeError, "n_head must be an int, got '4'"),
+])
+def test_layer_sizes_must_be_whole_numbers(n_embd, n_head, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        CausalSelfAttention(n_embd, n_head)
+
+
+def test_without_a_causal_mask_queries_may_outnumber_keys():
+    q, k = torch.randn(1, 2, 6, 8, dtype=torch.float64), torch.randn(1, 2, 3, 8, dtype=torch.float64)
+    out, _ = attention(q, k, k, causal=False)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, k))
 
 
 @pytest.mark.parametrize("shape", [(5, 32), (2, 5, 16), (1, 2, 5, 32)])

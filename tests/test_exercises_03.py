@@ -56,6 +56,7 @@ def exp_by_hand(scores):  # right on small scores, overflows on big ones
     (lambda s: s.masked_fill(future(s.size(-1)), float("-inf")).softmax(dim=-2), "columns sum to 1"),
     (lambda s: s.masked_fill(future(s.size(-1)), float("-inf")).mul(2).softmax(dim=-1), "Not the masked softmax yet"),
     (exp_by_hand, "overflows"),
+    (lambda s: s.masked_fill_(future(s.size(-1)), float("-inf")).softmax(dim=-1), "changed the scores"),
     (not_written, "not written yet"),
 ])
 def test_masked_softmax(wrong, message, capsys):
