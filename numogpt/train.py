@@ -228,8 +228,11 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint (truncated, or not written by "
-                         f"numogpt's save_checkpoint): {type(e).__name__}: {e}") from None
+        # PyTorch's own message runs for lines and may advise weights_only=False, which would run
+        # whatever code the file holds: keep only its type and first sentence
+        first = str(e).strip().split("\n")[0].split(". ")[0]
+        raise ValueError(f"{path} is not a readable checkpoint: the file may be truncated, or not a numogpt "
+                         f"checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(checkpoint, dict) or not {"model", "model_config", "step"} <= checkpoint.keys():
         raise ValueError(f"{path} is not a numogpt checkpoint (no model, model_config and step in it)")
     return checkpoint

@@ -217,9 +217,13 @@ def test_bad_files_get_clear_errors_and_no_code_runs(tmp_path):
     with pytest.raises(ValueError, match="not a numogpt checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
     torch.save({"model": {}, "model_config": None, "step": 0, "payload": Exploit()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):  # weights_only refuses the object
+    with pytest.raises(ValueError, match="not a readable checkpoint") as refused:  # weights_only refuses the object
         load_checkpoint(tmp_path / "evil.pt")
     assert not Exploit.ran
+    # PyTorch's advice to load with weights_only=False (which would run the object's code) is not passed on
+    message = str(refused.value)
+    assert "may be truncated, or not a numogpt checkpoint (UnpicklingError: " in message
+    assert "weights_only" not in message and "\n" not in message
 
 
 class Exploit:
