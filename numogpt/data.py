@@ -50,17 +50,15 @@ def load_corpus(name_or_path):
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"load_corpus takes a corpus name or a file path, not {type(name_or_path).__name__}")
-    path = Path(name_or_path)
+    path, name = Path(name_or_path), str(name_or_path)
     if not path.exists():  # not a file: a corpus name?
-        if name_or_path not in CORPORA:
-            raise ValueError(
-                f"{str(name_or_path)!r} is neither a file nor a known corpus; known names: {', '.join(CORPORA)}"
-            )
-        path = DATA_DIR / CORPORA[name_or_path]
-        if name_or_path == "tinyshakespeare" and not path.exists():
+        if name not in CORPORA:
+            raise ValueError(f"{name!r} is neither a file nor a known corpus; known names: {', '.join(CORPORA)}")
+        path = DATA_DIR / CORPORA[name]
+        if name == "tinyshakespeare" and not path.exists():
             download(TINYSHAKESPEARE_URL, path)
         if not path.exists():
-            raise FileNotFoundError(f"the corpus {name_or_path!r} should be at {path}, but it is not there")
+            raise FileNotFoundError(f"the corpus {name!r} should be at {path}, but it is not there")
     if not path.is_file():
         raise ValueError(f"{path} is a folder, not a text file: give the path of the file itself")
     try:

@@ -18,7 +18,6 @@ any of them (a checkpoint stores its tokenizer that way).
 """
 import hashlib
 import json
-import os
 from collections import Counter
 import functools
 from importlib import resources
@@ -56,7 +55,12 @@ def _check_ids(ids, vocab_size):
     """Return `ids` as a list of ints, or raise naming the first id out of range."""
     if hasattr(ids, "tolist"):  # a torch tensor or numpy array
         ids = ids.tolist()
+    if isinstance(ids, (int, str)):
+        raise TypeError(f"decode takes a list of token ids, not one {type(ids).__name__}: {ids!r:.40}; try [{ids!r:.40}]")
     ids = list(ids)
+    if not all(type(i) is int for i in ids):  # bools and floats are not ids
+        bad = next(i for i in ids if type(i) is not int)
+        raise TypeError(f"token ids must be ints, got {bad!r} ({type(bad).__name__})")
     if ids and (min(ids) < 0 or max(ids) >= vocab_size):
         bad = next(i for i in ids if not 0 <= i < vocab_size)
         raise ValueError(f"token id {bad} is out of range: this tokenizer has ids 0..{vocab_size - 1}")
@@ -259,9 +263,15 @@ class BPETokenizer:
             raise TypeError(f"special_tokens must be a list of non-empty str, e.g. [{ENDOFTEXT!r}]; got {special_tokens!r}")
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special_tokens has duplicates: {special_tokens!r}")
-        if not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
-            raise ValueError(f"vocab_size must be an int of at least 256 (the bytes) + {len(special_tokens)} (special tokens); got {vocab_size!r}")
-        chunks = Counter(regex.findall(pattern, text) if pattern is not None else [text])
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+        if vocab_size < 256 + len(special_tokens):
+            raise ValueError(f"vocab_size must be at least 256 (the bytes) + {len(special_tokens)} (special tokens); got {vocab_size}")
+        try:
+            chunks = Counter(regex.findall(pattern, text) if pattern is not None else [text])
+        except (regex.error, TypeError) as e:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression ({e}); "
+                             f"use the default GPT2_SPLIT_PATTERN, or None to train on raw bytes") from None
         words = [chunk.encode("utf-8") for chunk in chunks]
         n_merges = vocab_size - 256 - len(special_tokens)
         merges, merge_counts = learn_merges(words, list(chunks.values()), n_merges)

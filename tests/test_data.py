@@ -395,6 +395,10 @@ def test_offline_error_names_the_url_and_where_to_put_the_file(data_dir, monkeyp
     assert not list(data_dir.iterdir())
 
 
+def test_a_name_given_as_a_path_is_still_a_name():
+    assert load_corpus(Path("train-nn")) == load_corpus("train-nn")
+
+
 def test_unknown_name_lists_the_known_ones(data_dir):
     with pytest.raises(ValueError, match="'shakespeare' is neither a file nor a known corpus; known names: train-nn, tinyshakespeare"):
         load_corpus("shakespeare")

@@ -245,6 +245,15 @@ def test_bpe_decode_names_the_id_out_of_range(trained, bad):
         trained.decode([1, bad])
 
 
+@pytest.mark.parametrize("ids, words", [
+    ("15496", "not one str"), (5, "not one int"), ([1, 1.5], "token ids must be ints, got 1.5"),
+    ([True], "got True"),
+])
+def test_bpe_decode_names_what_is_not_a_list_of_ids(trained, ids, words):
+    with pytest.raises(TypeError, match=words):
+        trained.decode(ids)
+
+
 def test_special_tokens(trained):
     text = f"a{ENDOFTEXT}b<|pad|>"
     eot, pad = trained.special_tokens[ENDOFTEXT], trained.special_tokens["<|pad|>"]
@@ -277,7 +286,8 @@ def test_eot_id_only_with_endoftext():
     (("", 300), ValueError, "empty"),
     ((b"bytes", 300), TypeError, "str"),
     (("text", 100), ValueError, "at least 256"),
-    (("text", 300.0), ValueError, "int"),
+    (("text", 300.0), TypeError, "vocab_size must be an int, got 300.0"),
+    (("text", 300, "("), ValueError, "not a valid regular expression"),
     (("text", 300, GPT2_SPLIT_PATTERN, "<|x|>"), TypeError, "not one str"),
     (("text", 300, GPT2_SPLIT_PATTERN, [""]), TypeError, "list of non-empty str"),
     (("text", 300, GPT2_SPLIT_PATTERN, ["<|x|>", "<|x|>"]), ValueError, "duplicates"),
