@@ -3,7 +3,6 @@
 References: plain Python list slicing for the blocks, PyTorch's own F.cross_entropy for the
 ignore index, and the text itself (blocks joined back must give the tokenizer's ids).
 """
-import doctest
 import urllib.error
 from pathlib import Path
 
@@ -39,10 +38,6 @@ class Chars:
     @staticmethod
     def decode(ids):
         return "".join(map(chr, ids))
-
-
-def test_docstring_examples_hold():
-    assert doctest.testmod(numogpt.data).failed == 0
 
 
 # --- TokenBlocks ---------------------------------------------------------------------------
