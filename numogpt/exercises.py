@@ -527,16 +527,22 @@ def check_decayed_names(decayed_names):
     got = attempt(decayed_names, model)
     expect(not isinstance(got, str) and hasattr(got, "__iter__"),
            f"Return a list (or set) of parameter names, got {type(got).__name__}.")
+    got = list(got)
+    expect(all(isinstance(n, str) for n in got),
+           "Some items are not strings: return the parameter NAMES (strings) from model.named_parameters(), "
+           "not the tensors (for name, p in model.named_parameters(): ... name).")
     got = set(got)
     names = {name for name, _ in model.named_parameters()} | {"lm_head.weight"}
     expect(got <= names, f"These are not parameter names of the model: {sorted(got - names)[:3]}. "
                          "Use the names from model.named_parameters().")
     embeddings = {"transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"} & got
-    expect(not embeddings, f"{sorted(embeddings)} are embeddings (lm_head.weight is wte.weight, tied): "
-                           "each row learns only when its token or position appears, so no decay for them.")
+    expect(not embeddings, f"{sorted(embeddings)} are embeddings (lm_head.weight is wte.weight, tied). "
+                           "Decaying them is a convention, not a must: minGPT leaves them undecayed, nanoGPT "
+                           "decays them, and both train well. This course leaves them out.")
     small = sorted(n for n in got if n.endswith(".bias") or ".ln_" in n)
-    expect(not small, f"{small[:3]} are biases or LayerNorm parameters (1-D): they are offsets and gains, "
-                      "not sizes to keep small, so they get no decay.")
+    expect(not small, f"{small[:3]} are biases or LayerNorm parameters (1-D). Decay pulls weights towards 0, "
+                      "but a LayerNorm gain should stay near its natural value 1 (it is a scale, not an offset) "
+                      "and a bias is an offset: decaying them only hurts.")
     missing = sorted(set(right) - got)
     expect(not missing, f"These weight matrices should be decayed too: {missing[:3]}. Decay every parameter "
                         "with p.dim() >= 2 except the embeddings.")

@@ -104,14 +104,14 @@ def lr_at(step, config):
 def weight_decay_groups(model):
     """Split the parameter names into (decayed, not decayed).
 
-    Weight decay pulls weights towards zero, which keeps the big matrices (attention and MLP
-    projections) from growing without need. It is wrong elsewhere: a LayerNorm gain of 1 and
-    a bias are offsets, not sizes, and pulling them to 0 only fights the model; an embedding
-    row is updated only when its token appears, so decay would shrink rare tokens' rows at
-    every step while their gradients come seldom. So: decay parameters with 2 or more
-    dimensions that do not belong to an nn.Embedding. GPT's output head shares its matrix
-    with the token embedding (weight tying), so that matrix is an embedding here and is not
-    decayed. (nanoGPT decays every 2-D parameter, embeddings included; both train well.)
+    Weight decay pulls weights towards 0, which keeps the big matrices (attention and MLP
+    projections) from growing without need. It only hurts elsewhere: a LayerNorm gain should
+    stay near its natural value 1 (it is a scale, not an offset) and a bias is an offset, so
+    pulling either to 0 fights the model. For embeddings it is a convention: minGPT leaves them
+    undecayed, nanoGPT decays them, and both train well; numogpt leaves them out. So: decay
+    parameters with 2 or more dimensions that do not belong to an nn.Embedding. GPT's output
+    head shares its matrix with the token embedding (weight tying), so that matrix is an
+    embedding here and is not decayed.
     """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay, no_decay = [], []

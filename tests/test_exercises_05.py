@@ -89,6 +89,9 @@ def decayed_names(model):
     (lambda m: [n for n, p in m.named_parameters() if "wte" not in n and "wpe" not in n], "biases or LayerNorm"),
     (lambda m: [n for n, p in m.named_parameters() if n.endswith("c_fc.weight")], "should be decayed too"),
     (lambda m: ["c_attn"], "not parameter names"),
+    (lambda m: [p for n, p in m.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n],
+     "return the parameter NAMES"),  # the tensors instead of their names
+    (lambda m: [(n, p) for n, p in m.named_parameters() if p.dim() >= 2], "NAMES"),
     (lambda m: "transformer.h.0.mlp.c_fc.weight", "list"),
     (not_written, "not written yet"),
 ])
