@@ -369,7 +369,8 @@ def check_layer_norm(layer_norm):
     g = torch.Generator().manual_seed(5)
     constant_row = torch.randn(2, 3, 6, generator=g)
     constant_row[0, 1] = 4.0  # every channel equal: variance 0
-    for x in [3 * torch.randn(2, 4, 8, generator=g) + 1, constant_row, torch.randn(5, 16, generator=g)]:
+    tiny = 1e-3 * torch.randn(3, 4, 8, generator=g)  # variance about 1e-6, below eps: where eps goes shows
+    for x in [3 * torch.randn(2, 4, 8, generator=g) + 1, constant_row, torch.randn(5, 16, generator=g), tiny]:
         C = x.size(-1)
         weight, bias = 1 + torch.randn(C, generator=g) / 2, torch.randn(C, generator=g) / 2
         right = F.layer_norm(x, (C,), weight, bias, eps=1e-5)
@@ -386,6 +387,10 @@ def check_layer_norm(layer_norm):
         plain = F.layer_norm(x, (C,), eps=1e-5)
         expect(not torch.allclose(got, plain, atol=1e-5),
                "The normalising is right; now scale by `weight` and shift by `bias` (both of shape (C,)).")
+        expect(x is not tiny or torch.allclose(got, right, atol=1e-4),
+               "Right for ordinary inputs, wrong when a position's numbers barely differ (variance 1e-6, "
+               "below eps): eps goes inside the square root, (x - mean) / torch.sqrt(var + eps), not "
+               "(x - mean) / (std + eps) and not torch.sqrt(var.clamp(min=eps)).")
         expect(torch.allclose(got, right, atol=1e-4),
                f"For x of shape {tuple(x.shape)} this is not LayerNorm yet: over the LAST dim (keepdim=True), "
                "subtract the mean, divide by sqrt(variance + eps), then * weight + bias.")
