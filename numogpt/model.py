@@ -55,7 +55,7 @@ class GPTConfig:
     n_layer: int  # how many blocks are stacked
     n_head: int  # attention heads per block; each gets n_embd // n_head dims
     n_embd: int  # the width C of every position's vector
-    dropout: float = 0.0  # used while training only; 0.0 is best for small data and short runs
+    dropout: float = 0.0  # training only: 0.0 for short runs and tiny models; raise it (0.1-0.2) when a long run overfits
     bias: bool = True  # biases in the Linear layers and LayerNorms, as in GPT-2
 
     def __post_init__(self):
@@ -191,10 +191,16 @@ class GPT(nn.Module):
             bad = int(lo) if lo < 0 else int(hi)
             raise ValueError(f"token id {bad} is outside the vocabulary 0..{V - 1}; was the text encoded by another tokenizer?")
         if targets is not None:
+            if not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
+                kind = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
+                raise TypeError(f"targets must be a tensor of integer token ids (or -100 to skip a position), "
+                                f"got {kind}; try torch.tensor(ids)")
             if targets.shape != idx.shape:
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-            if targets.max() >= V:
-                raise ValueError(f"target id {int(targets.max())} is outside the vocabulary 0..{V - 1}")
+            bad = targets[((targets < 0) | (targets >= V)) & (targets != -100)]
+            if bad.numel():
+                raise ValueError(f"target id {int(bad[0])} is outside the vocabulary 0..{V - 1} "
+                                 f"(-100 is the only other value allowed: it marks a position to skip)")
         if cache is not None and len(cache.layers) != self.config.n_layer:
             raise ValueError(f"the cache has {len(cache.layers)} layers but the model has {self.config.n_layer}")
 

@@ -251,6 +251,16 @@ def test_bad_targets_and_cache():
         model(idx, targets=idx[:, :3])
     with pytest.raises(ValueError, match="target id 40 is outside"):
         model(idx, targets=torch.full((2, 4), 40))
+    with pytest.raises(ValueError, match="target id -1 is outside the vocabulary 0..36"):
+        model(idx, targets=torch.tensor([[-100, 3, -1, 2], [0, 0, 0, 0]]))
+    with pytest.raises(TypeError, match="targets must be a tensor of integer token ids.*got torch.float32"):
+        model(idx, targets=torch.zeros(2, 4))
+    with pytest.raises(TypeError, match="got list"):
+        model(idx, targets=[[0, 1, 2, 3], [0, 1, 2, 3]])
+    # -100 marks positions to skip: F.cross_entropy's ignore_index
+    targets = torch.tensor([[-100, 3, 36, 2], [0, -100, 0, 0]])
+    logits, loss = model(idx, targets=targets)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).item())
     with pytest.raises(ValueError, match="the cache has 3 layers but the model has 2"):
         model(idx, cache=SimpleCache(3))
     with pytest.raises(TypeError, match="GPTConfig"):
