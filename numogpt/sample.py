@@ -128,7 +128,9 @@ def pick_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-    logits = apply_temperature(logits, temperature)
+    # shift each row so that its largest logit is 0 (softmax does not change): a tiny temperature
+    # then sends the others to -inf, instead of every logit to +-inf and the softmax to NaN
+    logits = apply_temperature(logits - logits.amax(dim=-1, keepdim=True), temperature)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
@@ -197,13 +199,15 @@ def _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_
         raise ValueError(f"token ids must be in [0, {vocab_size}), got ids from {idx.min().item()} to {idx.max().item()}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+    # bool is an int in Python, but True as a temperature or a token id is surely a mistake
+    if isinstance(temperature, bool) or not (
+            isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+    if top_p is not None and (isinstance(top_p, bool) or not (isinstance(top_p, (int, float)) and 0 < top_p <= 1)):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-    if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < vocab_size):
+    if eos_id is not None and (isinstance(eos_id, bool) or not (isinstance(eos_id, int) and 0 <= eos_id < vocab_size)):
         raise ValueError(f"eos_id must be a token id in [0, {vocab_size}) or None, got {eos_id!r}")
 
 

@@ -111,6 +111,16 @@ def test_temperature_sharpens_and_flattens_like_transformers():
     assert top[0] > 0.99 and top[-1] < 0.3  # near one-hot when cold, near uniform when hot
 
 
+def test_a_tiny_temperature_is_greedy_not_nan():
+    # logits / 1e-40 overflow to +-inf, and softmax of +inf is NaN: the row's max must go first
+    logits = torch.tensor([[2.0, 1.0, 3.0, -1.0], [0.5, 0.0, 0.25, 0.5]])
+    for top_k, top_p in [(None, None), (2, None), (None, 0.9)]:
+        picked = pick_next(logits, temperature=1e-40, top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(0))
+        assert picked[0].item() == 2 and picked[1].item() in (0, 3)  # the largest (either of a tie)
+    model, idx = tiny_gpt(), prompts()
+    assert torch.equal(generate(model, idx, 8, temperature=1e-40), generate(model, idx, 8, temperature=0))
+
+
 def test_draws_follow_the_filtered_distribution():
     logits = torch.log(torch.tensor([0.5, 0.25, 0.15, 0.1])).expand(40000, 4)
     gen = torch.Generator().manual_seed(0)
@@ -255,10 +265,13 @@ def test_kv_cache_appends_along_time():
         (dict(top_k=0), ValueError, "top_k"),
         (dict(top_k=2.5), ValueError, "2.5"),
         (dict(top_k=True), ValueError, "True"),
+        (dict(temperature=True), ValueError, "temperature must be .* got True"),
         (dict(top_p=0.0), ValueError, "top_p"),
         (dict(top_p=1.5), ValueError, "1.5"),
+        (dict(top_p=True), ValueError, "top_p must be .* got True"),
         (dict(max_new_tokens=-1), ValueError, "-1"),
         (dict(eos_id=99), ValueError, "eos_id"),
+        (dict(eos_id=False), ValueError, "eos_id must be .* got False"),
         (dict(idx=torch.tensor([1, 2, 3])), ValueError, "batch dim"),
         (dict(idx=torch.zeros(1, 0, dtype=torch.long)), ValueError, "empty prompt"),
         (dict(idx=torch.tensor([[1, 99]])), ValueError, "99"),
