@@ -66,6 +66,10 @@ def run_train(args):
 
     path = Path(args.out) / "checkpoint.pt"
     settings, text, tokenizer, model_config = _resume_settings(args, path) if args.resume else _new_settings(args)
+    if not args.resume and settings["max_iters"] < settings["lr_decay_iters"]:
+        print(f"note: the learning rate decays over {settings['lr_decay_iters']} steps (--lr-decay-iters); this "
+              f"run stops at step {settings['max_iters']}, before it is low: pass --lr-decay-iters "
+              f"{settings['max_iters']} for a shorter schedule")
     ids = tokenizer.encode(text)
     # stride 1: every position starts a block, so even a small corpus gives many different batches
     train_loader, val_loader = make_loaders(ids, settings["block_size"], settings["batch_size"],

@@ -433,6 +433,17 @@ def test_resume_through_the_command_equals_one_straight_run(tmp_path, capsys):
     states_equal(load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
 
 
+def test_a_run_shorter_than_the_schedule_gets_a_note(tmp_path, capsys):
+    code, out, _ = run_command(capsys, *TINY, "--max-iters", "2", "--out", str(tmp_path / "a"))
+    assert code == 0
+    assert ("note: the learning rate decays over 1000 steps (--lr-decay-iters); this run stops at step 2, "
+            "before it is low: pass --lr-decay-iters 2 for a shorter schedule") in out
+    code, out, _ = run_command(capsys, *TINY, "--max-iters", "2", "--lr-decay-iters", "2", "--out", str(tmp_path / "b"))
+    assert code == 0 and "note:" not in out
+    code, out, _ = run_command(capsys, "--resume", "--max-iters", "3", "--out", str(tmp_path / "a"))
+    assert code == 0 and "note:" not in out  # said once, when the run began
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--tokenizer", "letters"], "invalid choice: 'letters'"),
     (["--max-iters", "ten"], "invalid int value: 'ten'"),
