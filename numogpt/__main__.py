@@ -48,7 +48,7 @@ def add_train(commands):
     p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in OUT/checkpoint.pt, with its settings (only --max-iters, "
-                        "--eval-interval and --device may change)")
+                        "--eval-interval and --device may change; others may be repeated unchanged)")
     p.add_argument("--device", help=f"cpu, cuda, cuda:N or mps (default {d['device']})")
     p.set_defaults(run=run_train)
 
@@ -141,15 +141,20 @@ def _resume_settings(args, path):
     if not path.is_file():
         raise FileNotFoundError(f"--resume: there is no checkpoint at {path}; train without --resume first "
                                 f"(or point --out at the folder that holds it)")
-    fixed = sorted(set(given) - set(RESUME_MAY_CHANGE))
-    if fixed:
-        raise ValueError(f"--resume continues the run in {path} with its own settings: drop "
-                         + ", ".join(f"--{k.replace('_', '-')}" for k in fixed)
-                         + " (only --max-iters, --eval-interval and --device may change)")
     checkpoint = load_checkpoint(path)
     if "command" not in checkpoint:
         raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
-    settings = {**checkpoint["command"], **given}
+    saved = checkpoint["command"]
+    if "data" in given and Path(given["data"]).exists():
+        given["data"] = str(Path(given["data"]).resolve())  # saved resolved, see _new_settings
+    # repeating a setting with the checkpoint's own value is fine; changing it is not
+    changed = sorted(k for k in set(given) - set(RESUME_MAY_CHANGE) if given[k] != saved.get(k))
+    if changed:
+        raise ValueError(f"--resume continues the run in {path} with its own settings: "
+                         + ", ".join(f"--{k.replace('_', '-')} {given[k]} (the checkpoint has {saved.get(k)})"
+                                     for k in changed)
+                         + "; drop them (only --max-iters, --eval-interval and --device may change)")
+    settings = {**saved, **given}
     return (settings, load_corpus(settings["data"]), tokenizer_from_dict(checkpoint["tokenizer"]),
             GPTConfig(**checkpoint["model_config"]))
 

@@ -462,7 +462,13 @@ def test_bad_arguments_get_clear_errors(argv, words, tmp_path, capsys):
 def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
     assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))[0] == 0
     code, _, err = run_command(capsys, "--resume", "--preset", "mini", "--lr", "0.1", "--out", str(tmp_path))
-    assert code == 2 and "drop --lr, --preset" in err
+    assert code == 2
+    assert "--lr 0.1 (the checkpoint has 0.002), --preset mini (the checkpoint has nano); drop them" in err
+    # the same command again, with --resume and a longer run: every repeated value is the checkpoint's
+    code, _, err = run_command(capsys, "--resume", *TINY, "--max-iters", "2", "--data", "train-nn",
+                               "--lr", "0.002", "--out", str(tmp_path))
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
 
 
 def test_resume_needs_a_checkpoint_written_by_train(loaders, tmp_path):
