@@ -82,7 +82,7 @@ def gather_pass(ids, block_size, batch_size, seed):
     tokens = 0
     for start in range(0, len(order), batch_size):
         batch = windows[order[start : start + batch_size]]  # (B, T + 1), a copy of the batch only
-        x, y = batch[:, :-1], batch[:, 1:]  # (B, T) each
+        x = batch[:, :-1]  # (B, T); its target batch[:, 1:] is a view too, free to take
         tokens += x.numel()
     return tokens
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from numogpt.exercises import (
-    ExerciseError,
     check_clip_gradients,
     check_cross_entropy,
     check_decayed_names,
