@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from numogpt.exercises import ExerciseError, check_count_pairs, check_encode_with_merges, check_merge
-from tests.helpers import not_written
+from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 
 # --- count pairs -----------------------------------------------------------------------------
@@ -121,10 +121,7 @@ def merge_first_only(ids, pair, new_id):
     (not_written, "not written yet"),
 ])
 def test_merge(wrong, message, capsys):
-    check_merge(merge)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check_merge(wrong)
+    assert_right_passes_and_wrong_fails(check_merge, merge, wrong, message, capsys)
 
 
 # --- encode with merges ----------------------------------------------------------------------
@@ -157,7 +154,4 @@ def encode_in_reverse_order(text, merges):
     (not_written, "not written yet"),
 ])
 def test_encode_with_merges(wrong, message, capsys):
-    check_encode_with_merges(encode_with_merges)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check_encode_with_merges(wrong)
+    assert_right_passes_and_wrong_fails(check_encode_with_merges, encode_with_merges, wrong, message, capsys)

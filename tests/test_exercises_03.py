@@ -4,9 +4,8 @@ import math
 import pytest
 import torch
 
-from numogpt.exercises import (ExerciseError, check_masked_softmax, check_merge_heads, check_scaled_scores,
-                               check_split_heads)
-from tests.helpers import not_written
+from numogpt.exercises import check_masked_softmax, check_merge_heads, check_scaled_scores, check_split_heads
+from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 
 def future(T):
@@ -29,10 +28,7 @@ def scaled_scores(q, k):
     (not_written, "not written yet"),
 ])
 def test_scaled_scores(wrong, message, capsys):
-    check_scaled_scores(scaled_scores)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check_scaled_scores(wrong)
+    assert_right_passes_and_wrong_fails(check_scaled_scores, scaled_scores, wrong, message, capsys)
 
 
 # --- masked softmax --------------------------------------------------------------------------
@@ -60,10 +56,7 @@ def exp_by_hand(scores):  # right on small scores, overflows on big ones
     (not_written, "not written yet"),
 ])
 def test_masked_softmax(wrong, message, capsys):
-    check_masked_softmax(masked_softmax)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check_masked_softmax(wrong)
+    assert_right_passes_and_wrong_fails(check_masked_softmax, masked_softmax, wrong, message, capsys)
 
 
 # --- split and merge heads -------------------------------------------------------------------
@@ -85,10 +78,7 @@ def merge_heads(y):
     (not_written, "not written yet"),
 ])
 def test_split_heads(wrong, message, capsys):
-    check_split_heads(split_heads)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check_split_heads(wrong)
+    assert_right_passes_and_wrong_fails(check_split_heads, split_heads, wrong, message, capsys)
 
 
 @pytest.mark.parametrize("wrong, message", [
@@ -99,10 +89,7 @@ def test_split_heads(wrong, message, capsys):
     (not_written, "not written yet"),
 ])
 def test_merge_heads(wrong, message, capsys):
-    check_merge_heads(merge_heads)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match=message):
-        check_merge_heads(wrong)
+    assert_right_passes_and_wrong_fails(check_merge_heads, merge_heads, wrong, message, capsys)
 
 
 def test_the_numogpt_layer_passes_its_own_lesson_checks():
