@@ -1,4 +1,4 @@
-"""The `numogpt` command: python -m numogpt {train,sample,student} --help
+"""The `numogpt` command: python -m numogpt {train,sample,student,rerun} --help
 
 Each command imports torch only when it runs, so that --help answers at once.
 """
@@ -15,8 +15,6 @@ validation loss and perplexity, and write OUT/checkpoint.pt and the loss curve O
 The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole and
 `--resume` continues from it exactly where it stopped.
 """
-# what --resume may change; everything else comes from the checkpoint
-RESUME_MAY_CHANGE = ("max_iters", "eval_interval", "device")
 TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="char", preset="gpt-numo", block_size=None,
                       batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=1000, eval_interval=None,
                       seed=0, device="cpu")
@@ -135,7 +133,7 @@ def _resume_settings(args, path):
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
     from numogpt.tokenizer import tokenizer_from_dict
-    from numogpt.train import load_checkpoint
+    from numogpt.train import changed_on_resume, load_checkpoint
 
     given = _given(args)
     if not path.is_file():
@@ -147,12 +145,13 @@ def _resume_settings(args, path):
     saved = checkpoint["command"]
     if "data" in given and Path(given["data"]).exists():
         given["data"] = str(Path(given["data"]).resolve())  # saved resolved, see _new_settings
-    # repeating a setting with the checkpoint's own value is fine; changing it is not
-    changed = sorted(k for k in set(given) - set(RESUME_MAY_CHANGE) if given[k] != saved.get(k))
+    # repeating a setting with the checkpoint's own value is fine; changing it is not (one rule
+    # with train(): numogpt.train.MAY_CHANGE_ON_RESUME)
+    changed = changed_on_resume(saved, given)
     if changed:
         raise ValueError(f"--resume continues the run in {path} with its own settings: "
-                         + ", ".join(f"--{k.replace('_', '-')} {given[k]} (the checkpoint has {saved.get(k)})"
-                                     for k in changed)
+                         + ", ".join(f"--{name.replace('_', '-')} {new} (the checkpoint has {old})"
+                                     for name, old, new in changed)
                          + "; drop them (only --max-iters, --eval-interval and --device may change)")
     settings = {**saved, **given}
     return (settings, load_corpus(settings["data"]), tokenizer_from_dict(checkpoint["tokenizer"]),
@@ -227,17 +226,37 @@ def run_student(args):
         print(path)
 
 
+# --- for maintainers: re-run the stored notebooks -------------------------------------------
+
+
+def add_rerun(commands):
+    p = commands.add_parser("rerun", help="re-execute the lesson notebooks in order, each in a fresh kernel, and save them")
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="the notebooks to re-run (default: every lesson)")
+    p.set_defaults(run=run_rerun)
+
+
+def run_rerun(args):
+    from numogpt.notebooks import lesson_notebooks, rerun
+
+    for path in args.notebooks or lesson_notebooks():
+        if not Path(path).is_file():
+            raise ValueError(f"no notebook at {path}")
+        print(f"re-running {path} ...", flush=True)
+        rerun(path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m numogpt", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     add_train(commands)
     add_sample(commands)
     add_student(commands)
+    add_rerun(commands)
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
+    except (ValueError, OSError) as e:  # what numogpt raises on purpose, with the fix in words;
+        parser.exit(2, f"error: {e}\n")  # anything else is a bug, and shows its traceback
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from numogpt.checks import check_int
+from numogpt.arguments import require_int
 
 
 def causal_mask(t_q, t_k, device=None):
@@ -36,7 +36,7 @@ def causal_mask(t_q, t_k, device=None):
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
 
 
-def _check_qkv(q, k, v, causal):
+def _validate_qkv(q, k, v, causal):
     shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if not (q.dim() == k.dim() == v.dim() == 4):
         raise ValueError(f"attention wants (B, H, T, D) tensors, got {shapes}")
@@ -56,7 +56,7 @@ def attention(q, k, v, causal=True, dropout_p=0.0):
     after dropout, so that out == weights @ v. Dropout applies whenever dropout_p > 0, as in
     F.scaled_dot_product_attention: pass 0.0 outside training.
     """
-    _check_qkv(q, k, v, causal)
+    _validate_qkv(q, k, v, causal)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     # dividing by sqrt(D) keeps the scores' variance near 1 whatever the head size,
@@ -87,8 +87,8 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, n_embd, n_head, dropout=0.0, bias=True):
         super().__init__()
-        check_int("n_embd", n_embd)
-        check_int("n_head", n_head)
+        require_int("n_embd", n_embd)
+        require_int("n_head", n_head)
         if n_embd % n_head != 0:
             raise ValueError(
                 f"n_embd ({n_embd}) must be a multiple of n_head ({n_head}): each head gets n_embd // n_head dims"
@@ -119,14 +119,25 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.attn_dropout.p if self.training else 0.0
         if return_weights:
             y, weights = attention(q, k, v, causal=True, dropout_p=dropout_p)
+        elif cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         else:
-            T, T_total = q.size(2), k.size(2)
-            if T == T_total:  # no past: plain causal
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-            elif T == 1:  # one new token may look at everything cached
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-            else:  # is_causal would align the mask top-left; ours must end bottom-right
-                mask = causal_mask(T, T_total, device=q.device)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            y = attend_after_cache(q, k, v, dropout_p)
         y = self.resid_dropout(self.c_proj(self.merge_heads(y)))  # (B, T, C)
         return (y, weights) if return_weights else y
+
+
+# --- for lesson 06's KV cache (lesson 03 can skip this) ----------------------------------------
+
+
+def attend_after_cache(q, k, v, dropout_p=0.0):
+    """Fused causal attention when the keys hold cached positions before the queries.
+
+    q (B, H, T, D) are the last T of the T_total positions in k, v (B, H, T_total, D).
+    SDPA's is_causal aligns its mask top-left (query 0 sees key 0 only), which is wrong
+    here: query i sits at position T_total - T + i. One new token may see every key, so it
+    needs no mask; several new tokens get causal_mask, which ends bottom-right.
+    """
+    T, T_total = q.size(2), k.size(2)
+    mask = None if T == 1 else causal_mask(T, T_total, device=q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)

@@ -14,6 +14,7 @@ A language model learns to predict the next token. So a training example is a bl
 - `TokenBlocks`: blocks by a sliding window with a stride, as views of one tensor.
 - `word_aligned_blocks`: blocks that never cut a word, padded, with padding ignored by the loss.
 - `train_val_split` and `make_loaders`: split by position, then batch with a DataLoader.
+- `ShuffledBatches`: the training order, a new shuffle every epoch; lesson 05 trains on exactly it.
 """
 import os
 import urllib.request
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import regex
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from numogpt import DATA_DIR
-from numogpt.checks import check_int
+from numogpt.arguments import is_int, is_number, require_int
 from numogpt.files import write_atomically
 
 IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
@@ -126,9 +127,9 @@ class TokenBlocks(Dataset):
     """
 
     def __init__(self, ids, block_size, stride=None):
-        check_int("block_size", block_size)
+        require_int("block_size", block_size)
         stride = block_size if stride is None else stride
-        check_int("stride", stride)
+        require_int("stride", stride)
         self.ids = as_ids(ids)  # (N,)
         n = len(self.ids)
         if n < block_size + 1:
@@ -199,8 +200,8 @@ def word_aligned_blocks(text, tokenizer, block_size, pad_id):
         raise ValueError("text is empty: word-aligned blocks need some text")
     if not callable(getattr(tokenizer, "encode", None)):
         raise TypeError(f"tokenizer must have .encode(str) -> list[int], got {type(tokenizer).__name__}")
-    check_int("block_size", block_size)
-    if not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0:
+    require_int("block_size", block_size)
+    if not is_int(pad_id) or pad_id < 0:
         raise ValueError(f"pad_id must be a token id (an int >= 0, e.g. tokenizer.eot_id), got {pad_id!r}")
 
     blocks, current = [], []  # lists of ids, each at most block_size long
@@ -240,7 +241,7 @@ def train_val_split(ids, val_fraction):
     ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])
     """
     ids = as_ids(ids)
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+    if not is_number(val_fraction):
         raise TypeError(f"val_fraction must be a number between 0 and 1, got {val_fraction!r}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.1), got {val_fraction}")
@@ -254,22 +255,70 @@ def train_val_split(ids, val_fraction):
     return ids[:n_train], ids[n_train:]
 
 
+class ShuffledBatches(Sampler):
+    """The training order: batches of block indices, a new shuffle every epoch.
+
+    Epoch e is a permutation of the n blocks drawn from a generator seeded by (seed, e), cut
+    into n // batch_size batches of exactly batch_size; the few blocks left over are dropped
+    (they come back in other epochs), so every optimizer step averages over as many blocks.
+    Because an epoch's order depends only on (seed, e), any batch can be found again without
+    replaying the ones before it: `set_epoch(e, start=i)` makes the next pass begin at batch
+    i of epoch e. That is how lesson 05 resumes a run exactly (PyTorch's DistributedSampler
+    has the same `set_epoch`).
+
+    >>> batches = ShuffledBatches(n=10, batch_size=4, seed=0)
+    >>> len(batches), [len(b) for b in batches]
+    (2, [4, 4])
+    >>> first = list(batches)
+    >>> batches.set_epoch(0, start=1)
+    >>> list(batches) == first[1:]
+    True
+    """
+
+    def __init__(self, n, batch_size, seed=0):
+        require_int("batch_size", batch_size)
+        require_int("seed", seed, least=0)
+        if n < batch_size:
+            raise ValueError(f"{n} training blocks are fewer than one batch of {batch_size}: "
+                             f"use more text, or a smaller batch_size or block_size")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch, start=0):
+        """Make the next pass be epoch `epoch`, from its batch `start` on."""
+        self.epoch, self.start = epoch, start
+
+    def order(self, epoch):
+        """The permutation of the blocks for `epoch`: (n,)."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=generator)
+
+    def __iter__(self):
+        order = self.order(self.epoch)
+        for i in range(self.start, len(self)):
+            yield order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
+
+    def __len__(self):
+        return self.n // self.batch_size
+
+
 def make_loaders(ids, block_size, batch_size, val_fraction=0.1, stride=None, seed=0):
     """Train and validation DataLoaders of (x, y) batches, each of shape (B, T).
 
     The ids are split by position (train_val_split), then cut into TokenBlocks. Training
-    blocks use `stride` (default: block_size, no overlap) and come shuffled by a
-    torch.Generator seeded with `seed`, so a run repeats exactly. Validation blocks never
-    overlap (stride = block_size, each token scored once) and come in order. The last
-    batch of each may be smaller than batch_size.
+    blocks use `stride` (default: block_size, no overlap) and come in the order of
+    `ShuffledBatches(seed)`: a new shuffle every epoch, full batches only, the same on every
+    run. Lesson 05's `train` walks exactly this loader. Validation blocks never overlap
+    (stride = block_size, each token scored once) and come in order, the last batch possibly
+    smaller: every validation token counts.
 
     >>> train, val = make_loaders(list(range(1000)), block_size=8, batch_size=4)
     >>> x, y = next(iter(train))
     >>> x.shape, y.shape
     (torch.Size([4, 8]), torch.Size([4, 8]))
     """
-    check_int("block_size", block_size)
-    check_int("batch_size", batch_size)
+    require_int("block_size", block_size)
+    require_int("batch_size", batch_size)
     train_ids, val_ids = train_val_split(ids, val_fraction)
     if len(val_ids) < block_size + 1:
         raise ValueError(
@@ -281,7 +330,14 @@ def make_loaders(ids, block_size, batch_size, val_fraction=0.1, stride=None, see
             f"the training split has {len(train_ids)} ids, fewer than block_size + 1 = {block_size + 1}: "
             f"lower val_fraction or block_size, or use more text"
         )
-    generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(TokenBlocks(train_ids, block_size, stride), batch_size=batch_size, shuffle=True, generator=generator)
-    val = DataLoader(TokenBlocks(val_ids, block_size), batch_size=batch_size, shuffle=False)
-    return train, val
+    return (shuffled_loader(TokenBlocks(train_ids, block_size, stride), batch_size, seed),
+            DataLoader(TokenBlocks(val_ids, block_size), batch_size=batch_size, shuffle=False))
+
+
+def shuffled_loader(dataset, batch_size, seed=0):
+    """A training DataLoader over any dataset of (x, y) pairs, in the order of ShuffledBatches."""
+    # A DataLoader draws a seed for its workers each time it is iterated, from the global random
+    # state unless it has a generator of its own. Training reads dropout from that global state,
+    # so a resumed run (which starts a pass mid-epoch) would drift from a straight one.
+    return DataLoader(dataset, batch_sampler=ShuffledBatches(len(dataset), batch_size, seed),
+                      generator=torch.Generator())

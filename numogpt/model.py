@@ -6,8 +6,8 @@ Token ids go in; for every position the model returns scores (logits) for the ne
                -> n_layer x Block: x + attn(ln_1(x)), then x + mlp(ln_2(x))
                -> ln_f -> lm_head (its weight is the token embedding's) -> logits (B, T, V)
 
-The parameter names are GPT-2's, so `GPT.from_pretrained` loads OpenAI's weights from a
-Hugging Face checkpoint without `transformers`.
+The parameter names are GPT-2's, so `numogpt.pretrained.from_pretrained` loads OpenAI's weights
+from a Hugging Face checkpoint without `transformers`.
 
     >>> import torch
     >>> config = GPTConfig.preset("nano", vocab_size=65)
@@ -17,18 +17,16 @@ Hugging Face checkpoint without `transformers`.
     >>> logits.shape                                             # (B, T, V)
     torch.Size([2, 8, 65])
 """
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
 from torch.nn import functional as F
 
+from numogpt.arguments import require_int
 from numogpt.attention import CausalSelfAttention
-from numogpt.checks import check_int
+from numogpt.data import IGNORE_INDEX
 
 # Sizes by name. Every preset uses GPT-2's vocabulary unless you override vocab_size (a
 # character tokenizer needs ~65). From small to large:
@@ -60,7 +58,7 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            check_int(name, getattr(self, name))
+            require_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}): "
@@ -77,6 +75,34 @@ class GPTConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return cls(**{"vocab_size": GPT2_VOCAB_SIZE, **PRESETS[name], **overrides})
+
+
+# token ids: the integer types nn.Embedding takes
+TOKEN_DTYPES = (torch.long, torch.int)
+
+
+def require_token_ids(name, ids, vocab_size, skip_allowed=False):
+    """Raise a clear error unless `ids` is a tensor of token ids in 0..vocab_size-1
+    (or IGNORE_INDEX, when `skip_allowed`: targets may mark a position to skip).
+
+    The values are checked only for tensors on the CPU, where it costs one min and max. On a
+    GPU reading them back would make the CPU wait for the GPU at every step, so there the
+    check is left to the kernels (the shapes and types are still checked).
+    """
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in TOKEN_DTYPES:
+        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a tensor of integer token ids, got {kind}; "
+                        f"try torch.tensor(ids) or {name}.long()")
+    if ids.device.type != "cpu" or ids.numel() == 0:
+        return
+    valid = (ids >= 0) & (ids < vocab_size)
+    if skip_allowed:
+        valid |= ids == IGNORE_INDEX
+    if not valid.all():
+        bad = int(ids[~valid][0])
+        skip = f" ({IGNORE_INDEX} is the only other value allowed: it marks a position to skip)" if skip_allowed else ""
+        raise ValueError(f"{name}: token id {bad} is outside the vocabulary 0..{vocab_size - 1}{skip}; "
+                         f"was the text encoded by another tokenizer?")
 
 
 class MLP(nn.Module):
@@ -153,13 +179,13 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None, cache=None):
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
-        targets (B, T): the next token at every position; -100 marks positions to ignore.
+        targets (B, T): the next token at every position; IGNORE_INDEX (-100) marks positions to skip.
         cache: None, or a KV cache (`.layers`, one per block, and `len(cache)` = positions
         already seen); idx then holds only the new tokens, which sit at positions
         len(cache), len(cache) + 1, ...
         """
         past = 0 if cache is None else len(cache)
-        self._check_input(idx, targets, cache, past)
+        self._validate_input(idx, targets, cache, past)
         T = idx.size(1)
         tok = self.transformer.wte(idx)  # (B, T, C)
         pos = self.transformer.wpe.weight[past : past + T]  # (T, C), broadcast over the batch
@@ -169,38 +195,24 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    def _check_input(self, idx, targets, cache, past):
-        # cheap checks (one min/max each) so that bad ids fail here, in words, not deep in torch
-        if not isinstance(idx, torch.Tensor) or idx.dtype.is_floating_point or idx.dtype == torch.bool:
-            kind = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise TypeError(f"idx must be a tensor of integer token ids, got {kind}; try torch.tensor(ids)")
+    def _validate_input(self, idx, targets, cache, past):
+        require_token_ids("idx", idx, self.config.vocab_size)
         if idx.dim() != 2 or idx.numel() == 0:
             raise ValueError(f"idx must have shape (B, T) with B, T >= 1, got {tuple(idx.shape)}; add a batch dim with idx[None]")
-        V, T = self.config.vocab_size, idx.size(1)
+        T = idx.size(1)
         if past + T > self.config.block_size:
             held = f" ({past} cached + {T} new)" if cache is not None else ""
             raise ValueError(
                 f"input of {past + T} tokens{held} is longer than block_size {self.config.block_size}: "
                 f"crop the context to its last {self.config.block_size} tokens"
             )
-        lo, hi = torch.aminmax(idx)
-        if lo < 0 or hi >= V:
-            bad = int(lo) if lo < 0 else int(hi)
-            raise ValueError(f"token id {bad} is outside the vocabulary 0..{V - 1}; was the text encoded by another tokenizer?")
         if targets is not None:
-            if not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-                kind = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
-                raise TypeError(f"targets must be a tensor of integer token ids (or -100 to skip a position), "
-                                f"got {kind}; try torch.tensor(ids)")
+            require_token_ids("targets", targets, self.config.vocab_size, skip_allowed=True)
             if targets.shape != idx.shape:
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-            bad = targets[((targets < 0) | (targets >= V)) & (targets != -100)]
-            if bad.numel():
-                raise ValueError(f"target id {int(bad[0])} is outside the vocabulary 0..{V - 1} "
-                                 f"(-100 is the only other value allowed: it marks a position to skip)")
         if cache is not None and len(cache.layers) != self.config.n_layer:
             raise ValueError(f"the cache has {len(cache.layers)} layers but the model has {self.config.n_layer}")
 
@@ -231,121 +243,3 @@ class GPT(nn.Module):
         124439808
         """
         return sum(self.parameter_counts().values())
-
-    @classmethod
-    def from_pretrained(cls, path, dropout=0.0):
-        """A GPT with the weights of a Hugging Face GPT-2 checkpoint directory.
-
-        The directory holds config.json and model.safetensors (or the older pytorch_model.bin),
-        e.g. what `huggingface-cli download gpt2` or `GPT2LMHeadModel.save_pretrained(dir)`
-        writes. Anything that does not fit raises a ValueError naming the file.
-        """
-        path = Path(path)
-        if not path.is_dir():
-            raise ValueError(f"{path} is not a directory: give the checkpoint's directory (config.json and weights)")
-        config = _read_gpt2_config(path / "config.json", dropout)
-        file, state = _read_gpt2_weights(path)
-        model = cls(config)
-        model._load_gpt2_state(state, file)
-        return model
-
-    @torch.no_grad()
-    def _load_gpt2_state(self, state, file):
-        # Hugging Face names may lack the "transformer." prefix (older files); attn.bias and
-        # attn.masked_bias are the causal mask kept as buffers, not learned: skip them.
-        state = {k.removeprefix("transformer."): v for k, v in state.items()}
-        state = {k: v for k, v in state.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-        head = state.pop("lm_head.weight", None)
-        ours = {k.removeprefix("transformer."): p for k, p in self.named_parameters()}  # no lm_head: tied
-        missing, extra = sorted(ours.keys() - state.keys()), sorted(state.keys() - ours.keys())
-        if missing or extra:
-            raise ValueError(f"{file} does not fit a GPT-2 of this config: missing {missing[:5]}, unexpected {extra[:5]}")
-        for name, p in ours.items():
-            w = state[name]
-            if name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
-                w = w.t()  # transformers' Conv1D stores (in, out); nn.Linear wants (out, in)
-            if w.shape != p.shape:
-                raise ValueError(f"{file}: {name} has shape {tuple(w.shape)}, the config asks for {tuple(p.shape)}")
-            p.copy_(w)
-        if head is not None and not torch.equal(head.to(self.lm_head.weight.dtype), self.lm_head.weight):
-            raise ValueError(f"{file}: lm_head.weight differs from wte.weight; this model needs them tied")
-
-
-# --- reading a Hugging Face GPT-2 checkpoint (no transformers needed) ---------------------
-
-
-def _read_gpt2_config(file, dropout):
-    if not file.is_file():
-        raise ValueError(f"{file} not found: a GPT-2 checkpoint directory holds config.json and model.safetensors")
-    try:
-        hf = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{file} is not readable JSON ({e})") from None
-    if not isinstance(hf, dict):
-        raise ValueError(f"{file} should hold a JSON object, got {type(hf).__name__}")
-    if hf.get("model_type", "gpt2") != "gpt2":
-        raise ValueError(f"{file} does not describe a GPT-2 (model_type {hf['model_type']!r})")
-    missing = [k for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd") if k not in hf]
-    if missing:
-        raise ValueError(f"{file} lacks {', '.join(missing)}")
-    # settings our GPT has fixed; a checkpoint that changes them would give other logits
-    fixed = {
-        "layer_norm_epsilon": (1e-5, hf.get("layer_norm_epsilon", 1e-5)),  # nn.LayerNorm's default eps
-        "activation_function": ("gelu_new", hf.get("activation_function", "gelu_new")),
-        "n_inner": (4 * hf["n_embd"], hf.get("n_inner") or 4 * hf["n_embd"]),
-        "scale_attn_weights": (True, hf.get("scale_attn_weights", True)),
-        "scale_attn_by_inverse_layer_idx": (False, hf.get("scale_attn_by_inverse_layer_idx", False)),
-        "tie_word_embeddings": (True, hf.get("tie_word_embeddings", True)),
-    }
-    for key, (want, got) in fixed.items():
-        same = math.isclose(got, want, rel_tol=1e-6) if key == "layer_norm_epsilon" else got == want
-        if not same and not (key == "activation_function" and got == "gelu_pytorch_tanh"):  # same function
-            raise ValueError(f"{file}: {key} is {got!r}; this GPT supports only {want!r}")
-    try:
-        return GPTConfig(
-            vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
-            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout,
-        )
-    except (TypeError, ValueError) as e:  # a size that is not a whole number, or too small
-        raise ValueError(f"{file}: {e}") from None
-
-
-def _read_gpt2_weights(directory):
-    safetensors_file, torch_file = directory / "model.safetensors", directory / "pytorch_model.bin"
-    if safetensors_file.is_file():
-        file = safetensors_file
-    elif torch_file.is_file():
-        file = torch_file
-    elif (directory / "model.safetensors.index.json").is_file():
-        raise ValueError(f"{directory} holds a sharded checkpoint; only single-file checkpoints are supported")
-    else:
-        raise ValueError(f"{directory} holds neither model.safetensors nor pytorch_model.bin")
-    try:
-        if file is safetensors_file:
-            state = load_file(file, device="cpu")
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # safetensors and pickle raise many kinds; all mean the same to us
-        raise ValueError(f"{file} cannot be read, it may be truncated or corrupt (download it again): {e}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{file} should hold a dict of named tensors, got {type(state).__name__}")
-    return file, state
-
-
-GET_GPT2 = """GPT-2 small (124M) is not in your Hugging Face cache. To get it (about 550 MB):
-    pip install huggingface_hub && hf download gpt2
-then run this again. numogpt never downloads it for you."""
-
-
-def gpt2_in_cache(cache_dir=None):
-    """The folder of OpenAI's GPT-2 small in the Hugging Face cache (`cache_dir`, by default
-    the usual one), or None. Looks on disk only.
-
-    Give it to `GPT.from_pretrained`; when it is None, print GET_GPT2 to learn how to get it.
-    """
-    try:
-        from huggingface_hub import try_to_load_from_cache  # optional: it comes with transformers
-    except ImportError:
-        return None
-    weights = try_to_load_from_cache("gpt2", "model.safetensors", cache_dir=cache_dir)
-    return Path(weights).parent if isinstance(weights, str) else None

@@ -21,11 +21,12 @@ showing it as it comes.
     >>> torch.equal(out, generate(model, prompt, 4, temperature=0, use_cache=False))
     True
 """
-import math
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
+
+from numogpt.arguments import is_int, is_number
+from numogpt.model import require_token_ids
+from numogpt.train import eval_mode
 
 
 # --- the KV cache -------------------------------------------------------------------------
@@ -142,23 +143,6 @@ def pick_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
 # --- the generation loop ------------------------------------------------------------------
 
 
-@contextmanager
-def eval_mode(model):
-    """Run the block in eval mode (no dropout), then give the model back in its own mode.
-
-    Switching walks every submodule, which costs as much as a cached step: skip it when the
-    model is in eval mode already, as a loaded model is.
-    """
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train()
-
-
 def next_logits(model, idx, cache=None):
     """The model's logits (B, V) for the token after idx (B, T), reusing `cache` while it is valid.
 
@@ -183,57 +167,48 @@ def next_logits(model, idx, cache=None):
     return logits[:, -1, :]  # (B, V): only the last position predicts the next token
 
 
-def _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id):
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"idx must be a LongTensor of token ids (B, T), got {type(idx).__name__}")
-    if idx.dtype != torch.long:
-        raise TypeError(f"idx must hold token ids as torch.long, got dtype {idx.dtype}: use idx.long()")
+def _validate_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id):
+    require_token_ids("idx", idx, model.config.vocab_size)
     if idx.dim() != 2:
-        raise ValueError(
-            f"idx must be (B, T), got shape {tuple(idx.shape)}: for one prompt add a batch dim, idx[None]"
-        )
+        raise ValueError(f"idx must be (B, T), got shape {tuple(idx.shape)}: for one prompt add a batch dim, idx[None]")
     if idx.size(0) == 0 or idx.size(1) == 0:
         raise ValueError(f"empty prompt: idx has shape {tuple(idx.shape)}; give at least one token per row")
     vocab_size = model.config.vocab_size
-    if idx.min() < 0 or idx.max() >= vocab_size:
-        raise ValueError(f"token ids must be in [0, {vocab_size}), got ids from {idx.min().item()} to {idx.max().item()}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    # bool is an int in Python, but True as a temperature or a token id is surely a mistake
-    if isinstance(temperature, bool) or not (
-            isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+    if not is_number(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not (isinstance(top_p, (int, float)) and 0 < top_p <= 1)):
+    if top_p is not None and (not is_number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-    if eos_id is not None and (isinstance(eos_id, bool) or not (isinstance(eos_id, int) and 0 <= eos_id < vocab_size)):
-        raise ValueError(f"eos_id must be a token id in [0, {vocab_size}) or None, got {eos_id!r}")
+    if eot_id is not None and (not is_int(eot_id) or not 0 <= eot_id < vocab_size):
+        raise ValueError(f"eot_id must be a token id in [0, {vocab_size}) or None, got {eot_id!r}")
 
 
 def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-           eos_id=None, use_cache=True, generator=None):
+           eot_id=None, use_cache=True, generator=None):
     """Yield the new tokens one step at a time, each a LongTensor (B, 1), for live display.
 
     Arguments as in `generate`. The arguments are checked at the call, not at the first next().
-    With eos_id, a row that has produced eos_id gets eos_id at every later step, and the stream
-    stops after the step where the last row produced it (the eos tokens are yielded).
+    With eot_id, a row that has produced eot_id gets eot_id at every later step, and the stream
+    stops after the step where the last row produced it (the eot tokens are yielded).
     """
-    _check_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id)
-    return _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator)
+    _validate_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id)
+    return _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id, use_cache, generator)
 
 
 @torch.no_grad()  # on a generator function: grad mode is off inside each step, untouched between them
-def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator):
+def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id, use_cache, generator):
     cache = KVCache(model.config.n_layer) if use_cache else None
     finished = torch.zeros(idx.size(0), 1, dtype=torch.bool, device=idx.device)  # (B, 1)
     for _ in range(max_new_tokens):
         logits = next_logits(model, idx, cache)  # (B, V)
         # every row draws, finished or not, so the generator advances the same way each step
         next_ids = pick_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
-        if eos_id is not None:
-            next_ids = next_ids.masked_fill(finished, eos_id)  # finished rows are padded with eos
-            finished |= next_ids == eos_id
+        if eot_id is not None:
+            next_ids = next_ids.masked_fill(finished, eot_id)  # finished rows are padded with eot
+            finished |= next_ids == eot_id
         idx = torch.cat([idx, next_ids], dim=1)  # (B, T + 1)
         yield next_ids
         if finished.all():
@@ -241,15 +216,15 @@ def _stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_c
 
 
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-             eos_id=None, use_cache=True, generator=None):
+             eot_id=None, use_cache=True, generator=None):
     """Continue the prompts idx (B, T) by up to max_new_tokens tokens; returns (B, T + new).
 
     temperature: 0 = greedy (always the most likely token); 1 = the model's distribution;
         below 1 sharper, above 1 flatter.
     top_k: sample only among the k most likely tokens. top_p: only among the smallest set of
         most likely tokens whose probability reaches top_p (the nucleus), in (0, 1].
-    eos_id: stop once every row has produced this token (it is kept in the output); rows that
-        finish earlier are padded with eos_id, so new < max_new_tokens only when all rows stopped.
+    eot_id: stop once every row has produced this token (it is kept in the output); rows that
+        finish earlier are padded with eot_id, so new < max_new_tokens only when all rows stopped.
     use_cache: keep the keys and values of past positions (a KVCache) so that each step runs
         only the new token; same tokens as without it (see next_logits for past block_size).
     generator: a torch.Generator for the draws, to make sampling reproducible.
@@ -258,7 +233,7 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     the model; the returned tensor still starts with the whole prompt. The model runs in eval
     mode without gradients; its previous mode is restored.
     """
-    new = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, use_cache, generator))
+    new = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id, use_cache, generator))
     return torch.cat([idx, *new], dim=1)
 
 
@@ -274,15 +249,15 @@ def stream_text(model, tokenizer, prompt, max_new_tokens, **options):
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError(f"the prompt {prompt!r} has no tokens: give it some text to continue")
-    eos_id = getattr(tokenizer, "eot_id", None)  # None for tokenizers without <|endoftext|>
-    steps = stream(model, torch.tensor([ids]), max_new_tokens, eos_id=eos_id, **options)
-    return _text_pieces(tokenizer, ids, steps, eos_id)
+    eot_id = getattr(tokenizer, "eot_id", None)  # None for tokenizers without <|endoftext|>
+    steps = stream(model, torch.tensor([ids]), max_new_tokens, eot_id=eot_id, **options)
+    return _text_pieces(tokenizer, ids, steps, eot_id)
 
 
-def _text_pieces(tokenizer, ids, steps, eos_id):
+def _text_pieces(tokenizer, ids, steps, eot_id):
     shown = tokenizer.decode(ids)
     for next_id in steps:  # (1, 1) each
-        if next_id.item() == eos_id:
+        if next_id.item() == eot_id:
             break
         ids.append(next_id.item())
         text = tokenizer.decode(ids)

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 
 from numogpt import NOTEBOOKS_DIR
+from numogpt.notebooks import lesson_notebooks
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
@@ -36,7 +37,7 @@ def write_student_copy(out_dir, notebooks_dir=NOTEBOOKS_DIR):
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(notebooks_dir).resolve():
         raise ValueError("the student copy would overwrite the course: choose another folder")
-    sources = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    sources = lesson_notebooks(notebooks_dir)
     if not sources:
         raise ValueError(f"no lesson notebooks (NN_topic.ipynb) in {notebooks_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)

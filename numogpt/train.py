@@ -19,17 +19,20 @@ Any model with `forward(idx, targets) -> (logits, loss)` trains here: numogpt's 
 (lesson 04) is the one the course uses.
 """
 import dataclasses
+import functools
+import itertools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from numogpt.checks import check_int
+from numogpt.arguments import require_int
+from numogpt.data import IGNORE_INDEX, ShuffledBatches
 from numogpt.files import write_atomically
 from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import tokenizer_from_dict
@@ -57,12 +60,12 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("max_iters", "eval_interval"):
-            check_int(name, getattr(self, name), least=1)
-        check_int("warmup_iters", self.warmup_iters, least=0)
+            require_int(name, getattr(self, name), least=1)
+        require_int("warmup_iters", self.warmup_iters, least=0)
         if self.lr_decay_iters is not None:
-            check_int("lr_decay_iters", self.lr_decay_iters, least=self.warmup_iters + 1)
+            require_int("lr_decay_iters", self.lr_decay_iters, least=self.warmup_iters + 1)
         if self.eval_iters is not None:
-            check_int("eval_iters", self.eval_iters, least=1)
+            require_int("eval_iters", self.eval_iters, least=1)
         if not 0 <= self.min_lr <= self.learning_rate:
             raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
                              f"learning_rate={self.learning_rate}")
@@ -139,29 +142,42 @@ def configure_optimizer(model, config):
 # --- evaluation ----------------------------------------------------------------------------------
 
 
+@contextmanager
+def eval_mode(model):
+    """Run the block in eval mode (no dropout), then give the model back in its own mode,
+    even if the block fails.
+
+    Switching walks every submodule, which costs as much as a cached sampling step: skip it
+    when the model is in eval mode already, as a loaded model is.
+    """
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
 @torch.no_grad()
 def evaluate(model, loader, max_batches=None):
     """Mean cross-entropy per target token over `loader` (at most `max_batches`), and its perplexity.
 
     Eval mode (dropout off), no gradients, and the global random state is left untouched, so
-    evaluating in the middle of a run does not change the run. Targets of -100 (padding) do
-    not count. Perplexity = exp(loss): the model is as unsure as if it chose uniformly among
-    that many tokens.
+    evaluating in the middle of a run does not change the run. Targets of IGNORE_INDEX
+    (padding) do not count. Perplexity = exp(loss): the model is as unsure as if it chose
+    uniformly among that many tokens.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    with rng_kept(device):
-        for i, (x, y) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
+    with eval_mode(model), rng_kept(device):
+        for x, y in itertools.islice(loader, max_batches):
             x, y = x.to(device), y.to(device)
             logits, _ = model(x)  # (B, T, vocab_size)
             total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
-                                     ignore_index=-100, reduction="sum").item()
-            count += (y != -100).sum().item()
-    model.train(was_training)
+                                     ignore_index=IGNORE_INDEX, reduction="sum").item()
+            count += (y != IGNORE_INDEX).sum().item()
     if count == 0:
         raise ValueError("the validation loader gave no target tokens: use more text or a smaller block_size")
     loss = total / count
@@ -171,30 +187,21 @@ def evaluate(model, loader, max_batches=None):
 # --- the data order ---------------------------------------------------------------------------
 
 
-class Batches:
-    """The training batches in a seeded order, found by step number without replaying the past.
+def batches_from(loader, step):
+    """The training batches (x, y) of optimizer steps `step`, step + 1, ..., epoch after epoch.
 
-    Epoch e visits every block once, in the order of a permutation seeded by (seed, e);
-    step s takes the (s mod batches_per_epoch)-th slice of it. A resumed run therefore
-    jumps straight to the batch it stopped at. The last partial batch is dropped.
+    The order is the loader's own (lesson 02's ShuffledBatches): epoch e is one shuffle, and a
+    resumed run starts in the middle of its epoch without replaying the batches before it.
     """
-
-    def __init__(self, dataset, batch_size, seed):
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.per_epoch = len(dataset) // batch_size
-        if self.per_epoch == 0:
-            raise ValueError(f"the training split has {len(dataset)} blocks, fewer than one batch of "
-                             f"{batch_size}: use more text, or a smaller batch_size or block_size")
-        self._epoch, self._order = None, None
-
-    def at(self, step):
-        """The (x, y) batch of optimizer step `step`."""
-        epoch, index = divmod(step, self.per_epoch)
-        if epoch != self._epoch:  # one permutation per epoch, kept until the next
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._order = epoch, torch.randperm(len(self.dataset), generator=generator)
-        picked = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        return default_collate([self.dataset[i] for i in picked.tolist()])
+    sampler = loader.batch_sampler
+    if not isinstance(sampler, ShuffledBatches):
+        raise TypeError("train_loader must come from numogpt.data.make_loaders (or shuffled_loader): "
+                        "its seeded order is what lets a run resume exactly")
+    epoch, start = divmod(step, len(sampler))
+    while True:
+        sampler.set_epoch(epoch, start)
+        yield from loader
+        epoch, start = epoch + 1, 0
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
@@ -306,34 +313,105 @@ def resolve_device(name):
     return device
 
 
-# --- the training loop ----------------------------------------------------------------------------
+# --- resuming ------------------------------------------------------------------------------------
 
-# what a resumed run may change: how long it runs, how often it looks, and where it runs
+# What a resumed run may change: how long it runs, how often it looks, and where it runs.
+# Anything else would make another run than the one saved. `python -m numogpt train --resume`
+# follows the same rule, through `changed_on_resume`.
 MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "device", "progress")
 
 
-def check_same_run(config, saved, checkpoint):
-    """Refuse to resume with a TrainConfig that would make another run than the saved one."""
-    ours = dataclasses.asdict(config)
-    changed = [f"{name}={saved.get(name)!r} in the checkpoint, {value!r} now" for name, value in ours.items()
-               if name not in MAY_CHANGE_ON_RESUME and saved.get(name) != value]
+def changed_on_resume(saved, given):
+    """The settings in `given` that differ from `saved` and may not change on resume:
+    [(name, saved value, given value)], by name."""
+    return [(name, saved.get(name), value) for name, value in sorted(given.items())
+            if name not in MAY_CHANGE_ON_RESUME and saved.get(name) != value]
+
+
+def resume_run(checkpoint, model, optimizer, config, train_loader, device):
+    """Load a run saved by `train` into `model` and `optimizer`; return its (step, history)."""
+    state = load_checkpoint(checkpoint)
+    missing = [k for k in ("optimizer", "history", "rng_state", "batches_per_epoch", "train_config")
+               if state.get(k) is None]
+    if missing:
+        raise ValueError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} "
+                         f"(only checkpoints written by train() can be)")
+    changed = changed_on_resume(state["train_config"], dataclasses.asdict(config))
     if changed:
-        raise ValueError(f"{checkpoint} was trained with other settings: {'; '.join(changed)}. Resume with the "
-                         f"checkpoint's settings (only {', '.join(MAY_CHANGE_ON_RESUME)} may change)")
+        raise ValueError(f"{checkpoint} was trained with other settings: "
+                         + "; ".join(f"{name}={old!r} in the checkpoint, {new!r} now" for name, old, new in changed)
+                         + f". Resume with the checkpoint's settings (only {', '.join(MAY_CHANGE_ON_RESUME)} may change)")
+    order = _data_order(train_loader)
+    if state["batches_per_epoch"] != order["batches_per_epoch"] or state.get("data_seed", 0) != order["data_seed"]:
+        raise ValueError(f"the checkpoint at {checkpoint} was trained on data with {state['batches_per_epoch']} "
+                         f"batches per epoch in the order of seed {state.get('data_seed', 0)}; this loader has "
+                         f"{order['batches_per_epoch']}, seed {order['data_seed']}: resume with the same data, "
+                         f"block size, batch size and seed")
+    load_state(model, state)
+    optimizer.load_state_dict(state["optimizer"])
+    if state["step"] > config.max_iters:
+        raise ValueError(f"the checkpoint is at step {state['step']}, past max_iters={config.max_iters}: "
+                         f"raise max_iters to continue it")
+    set_rng_state(state["rng_state"], device)
+    return state["step"], state["history"]
+
+
+def _data_order(train_loader):
+    """What fixes the training order, saved so that a resumed run can check it is on the same data."""
+    sampler = train_loader.batch_sampler
+    return {"batches_per_epoch": len(sampler), "data_seed": getattr(sampler, "seed", 0)}
+
+
+# --- the training loop ----------------------------------------------------------------------------
+
+
+def set_learning_rate(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def train_step(model, optimizer, x, y, grad_clip):
+    """One optimizer step on the batch (x, y); returns the loss before the step (a float)."""
+    _, loss = model(x, y)
+    if not torch.isfinite(loss):
+        raise ValueError(f"the loss became {loss.item()}: lower the learning rate or check the data; "
+                         f"the last checkpoint is intact")
+    optimizer.zero_grad(set_to_none=True)  # gradients add up until cleared
+    loss.backward()
+    if grad_clip is not None:
+        # scale all gradients down together if their joint norm exceeds grad_clip:
+        # one unlucky batch cannot throw the weights far away
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def evaluate_and_save(step, model, optimizer, val_loader, config, history, callbacks, checkpoint, log, saved):
+    """Evaluate at `step`, call the callbacks, and write the checkpoint (when there is a path)."""
+    loss, perplexity = evaluate(model, val_loader, config.eval_iters)
+    history["val"].append((step, loss))
+    if config.progress:
+        log(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
+    device = next(model.parameters()).device
+    with eval_mode(model), rng_kept(device):  # sampling in a callback must not change the run
+        for callback in callbacks:
+            callback(step, model, history)
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, model, optimizer, step=step, history=history,
+                        train_config=dataclasses.asdict(config), rng_state=rng_state(device), **saved)
 
 
 def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=None, resume=False, **extra):
-    """Train `model` for config.max_iters steps; return its history.
+    """Train `model` for config.max_iters steps on the batches of `train_loader`; return its history.
 
-    Batches come from train_loader.dataset, train_loader.batch_size at a time, in the seeded
-    order of `Batches` (the loader's own shuffling is not used: a resumed run must find its
-    place without replaying the batches before it). Every `eval_interval` steps and at the
-    end: evaluate on `val_loader`, call each `callback(step, model, history)` (the model in
-    eval mode, the random state saved and restored around it, so sampling text there does
-    not change the run), and save `checkpoint` (a path; `extra`, e.g. tokenizer=..., goes into it).
-    With resume=True the run continues from `checkpoint`: weights, optimizer, step, random
-    state and history, and it ends in the same state as a run that never stopped. Its
-    config must match the saved one except for MAY_CHANGE_ON_RESUME (ValueError otherwise).
+    The batches come in the loader's own order (make_loaders' ShuffledBatches), epoch after
+    epoch. Every `eval_interval` steps and at the end: evaluate on `val_loader`, call each
+    `callback(step, model, history)` (the model in eval mode, the random state saved and
+    restored around it, so sampling text there does not change the run), and save `checkpoint`
+    (a path; `extra`, e.g. tokenizer=..., goes into it). With resume=True the run continues
+    from `checkpoint`: weights, optimizer, step, random state and history, and it ends in the
+    same state as a run that never stopped. Its config must match the saved one except for
+    MAY_CHANGE_ON_RESUME (ValueError otherwise).
 
     history = {"train": [(step, loss)], "val": [(step, loss)], "lr": [lr per step]}.
     A loss that becomes NaN or infinite stops the run with a ValueError naming the step.
@@ -343,73 +421,30 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     device = resolve_device(config.device)
     model.to(device)
     optimizer = configure_optimizer(model, config)
-    batches = Batches(train_loader.dataset, train_loader.batch_size, config.seed)
-    history = {"train": [], "val": [], "lr": []}
-    step = 0
+    step, history = 0, {"train": [], "val": [], "lr": []}
     if resume:
-        state = load_checkpoint(checkpoint)
-        missing = [k for k in ("optimizer", "history", "rng_state", "batches_per_epoch", "train_config")
-                   if state.get(k) is None]
-        if missing:
-            raise ValueError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} "
-                             f"(only checkpoints written by train() can be)")
-        check_same_run(config, state["train_config"], checkpoint)
-        if state["batches_per_epoch"] != batches.per_epoch:
-            raise ValueError(f"the checkpoint at {checkpoint} was trained on data with "
-                             f"{state['batches_per_epoch']} batches per epoch, this data has "
-                             f"{batches.per_epoch}: resume with the same data, block and batch size")
-        load_state(model, state)
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        if step > config.max_iters:
-            raise ValueError(f"the checkpoint is at step {step}, past max_iters={config.max_iters}: "
-                             f"raise max_iters to continue it")
-        set_rng_state(state["rng_state"], device)
+        step, history = resume_run(checkpoint, model, optimizer, config, train_loader, device)
     else:
         torch.manual_seed(config.seed)  # dropout's random draws
-
-    def evaluate_and_save():
-        due = step % config.eval_interval == 0 or step == config.max_iters
-        if not due or (history["val"] and history["val"][-1][0] == step):
-            return  # not due, or done before the run was resumed here
-        loss, perplexity = evaluate(model, val_loader, config.eval_iters)
-        history["val"].append((step, loss))
-        if config.progress:
-            bar.write(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
-        model.eval()
-        with rng_kept(device):
-            for callback in callbacks:
-                callback(step, model, history)
-        model.train()
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, step=step, history=history,
-                            train_config=dataclasses.asdict(config), rng_state=rng_state(device),
-                            batches_per_epoch=batches.per_epoch, **extra)
-
     model.train()
     bar = tqdm(total=config.max_iters, initial=step, disable=not config.progress, desc="training")
+    evaluate_and_save_at = functools.partial(evaluate_and_save, model=model, optimizer=optimizer, val_loader=val_loader,
+                             config=config, history=history, callbacks=callbacks, checkpoint=checkpoint,
+                             log=bar.write, saved={**_data_order(train_loader), **extra})
     with bar:
-        evaluate_and_save()
-        while step < config.max_iters:
+        if not history["val"] or history["val"][-1][0] != step:  # a resumed run has evaluated here
+            evaluate_and_save_at(step)
+        for step, (x, y) in zip(range(step, config.max_iters), batches_from(train_loader, step)):
             lr = lr_at(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = batches.at(step)
-            _, loss = model(x.to(device), y.to(device))
-            if not torch.isfinite(loss):
-                raise ValueError(f"the loss became {loss.item()} at step {step} (learning rate {lr:.2e}): "
-                                 f"lower the learning rate or check the data; the last checkpoint is intact")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                # scale all gradients down together if their joint norm exceeds grad_clip:
-                # one unlucky batch cannot throw the weights far away
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            history["train"].append((step, loss.item()))
+            set_learning_rate(optimizer, lr)
+            try:
+                loss = train_step(model, optimizer, x.to(device), y.to(device), config.grad_clip)
+            except ValueError as e:
+                raise ValueError(f"step {step} (learning rate {lr:.2e}): {e}") from None
+            history["train"].append((step, loss))
             history["lr"].append(lr)
-            step += 1
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}", refresh=False)
-            evaluate_and_save()
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}", refresh=False)
+            if (step + 1) % config.eval_interval == 0 or step + 1 == config.max_iters:
+                evaluate_and_save_at(step + 1)
     return history

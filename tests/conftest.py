@@ -1,5 +1,12 @@
+import os
+
 import pytest
 import torch
+
+# The notebooks' kernels inherit this: nbval runs them on one thread, as `python -m numogpt rerun`
+# stored them (floating-point sums can depend on the thread count, and on two cores the threads
+# mostly wait for each other).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

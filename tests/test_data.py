@@ -17,6 +17,7 @@ import numogpt.data
 from numogpt.data import (
     IGNORE_INDEX,
     TINYSHAKESPEARE_URL,
+    ShuffledBatches,
     TokenBlocks,
     load_corpus,
     make_loaders,
@@ -309,7 +310,10 @@ def test_train_is_shuffled_by_the_seed_and_val_is_in_order():
     train_c, _ = make_loaders(ids, 8, 16, seed=2)
     order = first_column(train_a)
     assert order == first_column(train_b) != first_column(train_c)
-    assert order != sorted(order) and sorted(order) == list(range(0, 4500 - 8, 8))  # each block once
+    # 562 blocks make 35 full batches of 16: each block at most once, the 2 left over dropped
+    assert order != sorted(order) and len(order) == len(set(order)) == 35 * 16
+    assert set(order) <= set(range(0, 4500 - 8, 8))
+    assert all(len(x) == 16 for x, _ in train_a)
     assert first_column(val_a) == list(range(4500, 5000 - 8, 8))
 
 
@@ -417,3 +421,21 @@ def test_empty_file_folder_not_utf8_and_wrong_type(tmp_path):
         load_corpus(tmp_path)
     with pytest.raises(TypeError, match="not int"):
         load_corpus(3)
+
+
+def test_shuffled_batches_visit_each_block_once_per_epoch_and_resume_anywhere():
+    batches = ShuffledBatches(n=30, batch_size=4, seed=0)
+    assert len(batches) == 7  # the last partial batch is dropped
+    epochs = []
+    for epoch in range(2):
+        batches.set_epoch(epoch)
+        epochs.append(list(batches))
+        seen = [i for batch in epochs[-1] for i in batch]
+        assert len(seen) == len(set(seen)) == 28  # no block twice within an epoch
+    assert epochs[0] != epochs[1]  # a new order each epoch
+    batches.set_epoch(1, start=5)
+    assert list(batches) == epochs[1][5:]  # found directly, without the batches before it
+    other_seed = ShuffledBatches(n=30, batch_size=4, seed=1)
+    assert list(other_seed) != epochs[0]
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        ShuffledBatches(n=3, batch_size=4)

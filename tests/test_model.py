@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from numogpt.model import GPT, GPTConfig, PRESETS
+from numogpt.pretrained import from_pretrained
 from tests.test_attention import ListCache
 
 transformers = pytest.importorskip("transformers")
@@ -70,7 +71,7 @@ def test_from_pretrained_gives_the_logits_of_transformers(tmp_path, shape, layou
         assert (tmp_path / "model.safetensors").is_file()
     else:
         save_as_pytorch_bin(reference, tmp_path)
-    model = GPT.from_pretrained(tmp_path).eval()
+    model = from_pretrained(tmp_path).eval()
     n_layer, n_head, n_embd, vocab_size, n_positions = shape
     assert model.config == GPTConfig(vocab_size, n_positions, n_layer, n_head, n_embd)
     idx = torch.randint(0, vocab_size, (3, n_positions), generator=torch.Generator().manual_seed(1))
@@ -249,9 +250,9 @@ def test_bad_targets_and_cache():
     idx = torch.zeros(2, 4, dtype=torch.long)
     with pytest.raises(ValueError, match=r"targets must have the shape of idx \(2, 4\), got \(2, 3\)"):
         model(idx, targets=idx[:, :3])
-    with pytest.raises(ValueError, match="target id 40 is outside"):
+    with pytest.raises(ValueError, match="targets: token id 40 is outside"):
         model(idx, targets=torch.full((2, 4), 40))
-    with pytest.raises(ValueError, match="target id -1 is outside the vocabulary 0..36"):
+    with pytest.raises(ValueError, match="targets: token id -1 is outside the vocabulary 0..36"):
         model(idx, targets=torch.tensor([[-100, 3, -1, 2], [0, 0, 0, 0]]))
     with pytest.raises(TypeError, match="targets must be a tensor of integer token ids.*got torch.float32"):
         model(idx, targets=torch.zeros(2, 4))
@@ -278,16 +279,16 @@ def checkpoint(tmp_path):
 
 def test_missing_files(tmp_path, checkpoint):
     with pytest.raises(ValueError, match=r"nowhere is not a directory"):
-        GPT.from_pretrained(tmp_path / "nowhere")
+        from_pretrained(tmp_path / "nowhere")
     with pytest.raises(ValueError, match=r"model.safetensors is not a directory"):
-        GPT.from_pretrained(checkpoint / "model.safetensors")
+        from_pretrained(checkpoint / "model.safetensors")
     (checkpoint / "config.json").rename(checkpoint / "config.old")
     with pytest.raises(ValueError, match=r"config.json not found"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
     (checkpoint / "config.old").rename(checkpoint / "config.json")
     (checkpoint / "model.safetensors").unlink()
     with pytest.raises(ValueError, match="neither model.safetensors nor pytorch_model.bin"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
 
 
 def test_truncated_and_corrupt_weights(checkpoint):
@@ -295,11 +296,11 @@ def test_truncated_and_corrupt_weights(checkpoint):
     data = file.read_bytes()
     file.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"model.safetensors cannot be read, it may be truncated or corrupt"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
     file.unlink()
     (checkpoint / "pytorch_model.bin").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"pytorch_model.bin cannot be read"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
 
 
 def edit_config(directory, **changes):
@@ -322,7 +323,7 @@ def edit_config(directory, **changes):
 def test_config_that_does_not_fit_the_weights(checkpoint, changes, message):
     edit_config(checkpoint, **changes)
     with pytest.raises(ValueError, match=message):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
 
 
 def test_missing_and_extra_tensors(checkpoint):
@@ -334,7 +335,7 @@ def test_missing_and_extra_tensors(checkpoint):
     state["transformer.h.0.attn.q_attn.weight"] = torch.zeros(12, 12)
     save_file(state, file)
     with pytest.raises(ValueError, match=r"model.safetensors does not fit .*missing \['ln_f.bias'\], unexpected \['h.0.attn.q_attn.weight'\]"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
 
 
 def test_an_untied_head_is_refused(checkpoint):
@@ -343,23 +344,23 @@ def test_an_untied_head_is_refused(checkpoint):
     file = checkpoint / "model.safetensors"
     state = load_file(file)
     save_file({**state, "lm_head.weight": state["transformer.wte.weight"].clone()}, file)
-    GPT.from_pretrained(checkpoint)  # a stored copy of the tied matrix is fine
+    from_pretrained(checkpoint)  # a stored copy of the tied matrix is fine
     save_file({**state, "lm_head.weight": torch.randn(17, 12)}, file)
     with pytest.raises(ValueError, match="lm_head.weight differs from wte.weight"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
 
 
 def test_config_json_broken(checkpoint):
     (checkpoint / "config.json").write_text("{ not json")
     with pytest.raises(ValueError, match="config.json is not readable JSON"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
     (checkpoint / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1}))
     with pytest.raises(ValueError, match="config.json lacks vocab_size, n_positions, n_head, n_embd"):
-        GPT.from_pretrained(checkpoint)
+        from_pretrained(checkpoint)
 
 
 def test_gpt2_in_cache_finds_a_snapshot_and_says_none_otherwise(tmp_path):
-    from numogpt.model import gpt2_in_cache
+    from numogpt.pretrained import gpt2_in_cache
 
     assert gpt2_in_cache(tmp_path) is None
     # the layout huggingface_hub writes: refs/main names the snapshot that holds the files
@@ -370,3 +371,33 @@ def test_gpt2_in_cache_finds_a_snapshot_and_says_none_otherwise(tmp_path):
     snapshot.mkdir(parents=True)
     (snapshot / "model.safetensors").write_bytes(b"")
     assert gpt2_in_cache(tmp_path) == snapshot
+
+
+def test_value_checks_are_skipped_off_the_cpu_so_a_gpu_step_never_waits_for_them():
+    # On the meta device tensors have shapes but no values: reading one back (as a min/max check
+    # would, forcing a sync on a GPU) raises. The forward pass must not try.
+    config = GPTConfig.preset("nano", vocab_size=37)
+    with torch.device("meta"):
+        model = GPT(config)
+        idx = torch.empty(2, 8, dtype=torch.long)
+        logits, loss = model(idx, targets=idx)
+    assert logits.shape == (2, 8, 37) and loss.shape == ()
+    with pytest.raises(TypeError, match="integer token ids"):  # types and shapes are still checked
+        model(torch.empty(2, 8, device="meta"))
+
+
+def test_the_model_and_generate_take_the_same_token_dtypes():
+    from numogpt.sample import generate
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("nano", vocab_size=37)).eval()
+    for dtype in (torch.long, torch.int):
+        prompt = torch.tensor([[1, 2, 3]], dtype=dtype)
+        model(prompt)
+        assert generate(model, prompt, 2, temperature=0).shape == (1, 5)
+    for dtype in (torch.int16, torch.uint8):
+        prompt = torch.tensor([[1, 2, 3]], dtype=dtype)
+        with pytest.raises(TypeError, match="integer token ids"):
+            model(prompt)
+        with pytest.raises(TypeError, match="integer token ids"):
+            generate(model, prompt, 2)

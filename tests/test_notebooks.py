@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from numogpt import NOTEBOOKS_DIR
+from numogpt.notebooks import lesson_notebooks
 
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = lesson_notebooks()
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
 
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from numogpt.model import GPT, GPTConfig
+from numogpt.pretrained import from_pretrained
 from numogpt.sample import (
     KVCache, apply_temperature, generate, pick_next, stream, top_k_filter, top_p_filter,
 )
@@ -155,7 +156,7 @@ def hf_pair(tmp_path_factory):
     hf = GPT2LMHeadModel(config).eval()
     path = tmp_path_factory.mktemp("gpt2")
     hf.save_pretrained(path)
-    return hf, GPT.from_pretrained(path).eval()
+    return hf, from_pretrained(path).eval()
 
 
 def test_greedy_and_sampled_match_transformers_generate(hf_pair):
@@ -209,10 +210,10 @@ def test_seeded_generators_reproduce_and_other_seeds_differ():
 
 def test_stop_token_ends_generation_and_pads_finished_rows():
     model = Successor(vocab_size=10)
-    out = generate(model, torch.tensor([[3], [1]]), max_new_tokens=20, temperature=0, eos_id=5)
+    out = generate(model, torch.tensor([[3], [1]]), max_new_tokens=20, temperature=0, eot_id=5)
     # row 0 reaches 5 after 2 steps and is padded; row 1 after 4 steps, then all stop
     assert out.tolist() == [[3, 4, 5, 5, 5], [1, 2, 3, 4, 5]]
-    assert generate(model, torch.tensor([[3]]), 20, temperature=0, eos_id=5).tolist() == [[3, 4, 5]]
+    assert generate(model, torch.tensor([[3]]), 20, temperature=0, eot_id=5).tolist() == [[3, 4, 5]]
     assert generate(model, torch.tensor([[3]]), 3, temperature=0).tolist() == [[3, 4, 5, 6]]
 
 
@@ -270,12 +271,12 @@ def test_kv_cache_appends_along_time():
         (dict(top_p=1.5), ValueError, "1.5"),
         (dict(top_p=True), ValueError, "top_p must be .* got True"),
         (dict(max_new_tokens=-1), ValueError, "-1"),
-        (dict(eos_id=99), ValueError, "eos_id"),
-        (dict(eos_id=False), ValueError, "eos_id must be .* got False"),
+        (dict(eot_id=99), ValueError, "eot_id"),
+        (dict(eot_id=False), ValueError, "eot_id must be .* got False"),
         (dict(idx=torch.tensor([1, 2, 3])), ValueError, "batch dim"),
         (dict(idx=torch.zeros(1, 0, dtype=torch.long)), ValueError, "empty prompt"),
         (dict(idx=torch.tensor([[1, 99]])), ValueError, "99"),
-        (dict(idx=torch.tensor([[1.0, 2.0]])), TypeError, "torch.long"),
+        (dict(idx=torch.tensor([[1.0, 2.0]])), TypeError, "integer token ids, got torch.float32"),
         (dict(idx=[[1, 2]]), TypeError, "list"),
     ],
 )

@@ -7,9 +7,10 @@ import pytest
 from nbclient import NotebookClient
 
 from numogpt import NOTEBOOKS_DIR
+from numogpt.notebooks import lesson_notebooks
 from tests.test_notebooks import CHECK_CALL
 
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = lesson_notebooks()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from numogpt.data import make_loaders
 from numogpt.model import GPT, GPTConfig
 from numogpt.train import (
-    Batches,
     TrainConfig,
     configure_optimizer,
     evaluate,
@@ -123,7 +122,8 @@ def test_one_adamw_step_shrinks_decayed_weights_only():
 def test_gradients_are_clipped_to_grad_clip_keeping_their_direction(loaders):
     train_loader, val_loader = loaders
     model = tiny_gpt(dropout=0.0)
-    x, y = Batches(train_loader.dataset, train_loader.batch_size, seed=0).at(0)
+    train_loader.batch_sampler.set_epoch(0)
+    x, y = next(iter(train_loader))  # the batch of step 0
     model(x, y)[1].backward()
     raw = torch.cat([p.grad.flatten() for p in model.parameters()])
     model.zero_grad()
@@ -361,23 +361,45 @@ class NanAt(nn.Module):
 
 def test_a_nan_loss_stops_training_naming_the_step(loaders, tmp_path):
     train_loader, val_loader = loaders
-    with pytest.raises(ValueError, match="the loss became nan at step 3"):
+    with pytest.raises(ValueError, match="step 3 .*the loss became nan"):
         train(NanAt(3), train_loader, val_loader, quiet(max_iters=10))
 
 
-def test_batches_visit_every_block_once_per_epoch_in_a_seeded_order():
-    n = 30
-    dataset = TensorDataset(torch.arange(n), torch.arange(n))  # block i is just i
-    batches = Batches(dataset, batch_size=4, seed=0)
-    assert batches.per_epoch == 7  # the last partial batch is dropped
-    for epoch in range(2):
-        seen = torch.cat([batches.at(epoch * 7 + i)[0] for i in range(7)])
-        assert len(set(seen.tolist())) == 28  # no block twice within an epoch
-    assert torch.equal(Batches(dataset, 4, seed=0).at(9)[0], batches.at(9)[0])  # found directly by step
-    assert not torch.equal(Batches(dataset, 4, seed=1).at(0)[0], batches.at(0)[0])
-    assert not torch.equal(batches.at(7)[0], batches.at(0)[0])  # a new order each epoch
-    with pytest.raises(ValueError, match="fewer than one batch"):
-        Batches(dataset, batch_size=n + 1, seed=0)
+class Recorder(nn.Module):
+    """A model that remembers the first column of every training batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(VOCAB, VOCAB))
+        self.seen = []
+
+    def forward(self, idx, targets=None):
+        logits = self.w[idx]  # (B, T, V)
+        if targets is None:
+            return logits, None
+        self.seen.append(idx[:, 0].tolist())
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def test_train_walks_the_loaders_own_batches_epoch_after_epoch(loaders):
+    train_loader, val_loader = loaders
+    per_epoch = len(train_loader)
+    expected = []
+    for epoch in range(2):  # what a learner sees iterating the loader, epoch by epoch
+        train_loader.batch_sampler.set_epoch(epoch)
+        expected += [x[:, 0].tolist() for x, _ in train_loader]
+    model = Recorder()
+    train(model, train_loader, val_loader, quiet(max_iters=per_epoch + 3, eval_interval=100))
+    assert model.seen == expected[:per_epoch + 3]
+    assert all(len(batch) == train_loader.batch_sampler.batch_size for batch in model.seen)  # full batches only
+
+
+def test_train_needs_a_loader_whose_order_it_can_resume(loaders):
+    _, val_loader = loaders
+    plain = DataLoader(TensorDataset(torch.zeros(8, 4, dtype=torch.long), torch.zeros(8, 4, dtype=torch.long)),
+                       batch_size=2, shuffle=True)
+    with pytest.raises(TypeError, match="make_loaders"):
+        train(Recorder(), plain, val_loader, quiet(max_iters=1))
 
 
 # --- the command: python -m numogpt train --------------------------------------------------------

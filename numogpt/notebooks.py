@@ -1,0 +1,37 @@
+"""The lesson notebooks as files: which they are, and how a maintainer re-runs them.
+
+The notebooks are stored executed, so the course reads well on GitHub, and nbval compares
+every checked cell with its stored output. So they must be re-run the same way every time:
+in lesson order, each in a fresh kernel, on one thread (floating-point sums can depend on the
+thread count), without per-cell timings or widget state (both would only make diffs noisy).
+
+    python -m numogpt rerun                                  # every lesson
+    python -m numogpt rerun notebooks/05_training.ipynb      # one
+"""
+import os
+from pathlib import Path
+
+from numogpt import NOTEBOOKS_DIR
+
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"  # 01_tokenizer.ipynb, 02_dataset.ipynb, ...
+
+
+def lesson_notebooks(folder=NOTEBOOKS_DIR):
+    """The lesson notebooks in `folder`, in lesson order."""
+    return sorted(Path(folder).glob(LESSON_GLOB))
+
+
+def rerun(path, timeout=600):
+    """Execute the notebook at `path` top to bottom in a fresh kernel and save it in place."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    os.environ["OMP_NUM_THREADS"] = "1"  # the kernel inherits it: torch starts with one thread
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            store_widget_state=False, resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, path)
+    return path
