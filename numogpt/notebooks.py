@@ -24,14 +24,15 @@ def lesson_notebooks(folder=NOTEBOOKS_DIR):
 def rerun(path, timeout=600):
     """Execute the notebook at `path` top to bottom in a fresh kernel and save it in place."""
     import nbformat
-    from nbclient import NotebookClient
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     os.environ["OMP_NUM_THREADS"] = "1"  # the kernel inherits it: torch starts with one thread
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                            store_widget_state=False, resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    executor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False,
+                                   store_widget_state=False)
+    nb, _ = executor.preprocess(nb, {"metadata": {"path": str(path.parent)}})
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})  # one output per print burst, as Jupyter shows it
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return path
