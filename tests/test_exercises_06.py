@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from numogpt import sample
-from numogpt.exercises import (
-    ExerciseError, check_greedy_step, check_softmax_with_temperature, check_top_k_filter, check_top_p_filter,
+from numogpt.exercises import ExerciseError
+from numogpt.exercises.lesson06 import (
+    check_greedy_step, check_softmax_with_temperature, check_top_k_filter, check_top_p_filter,
 )
 from tests.helpers import not_written
 
