@@ -7,7 +7,6 @@ looks the same on every run.
 import html
 
 import ipywidgets as widgets
-import matplotlib
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
@@ -15,9 +14,13 @@ from matplotlib import font_manager, ft2font
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
-from numogpt.sample import stream_text
+_DPI = 80  # small PNGs keep the notebooks light on GitHub
 
-matplotlib.rcParams["figure.dpi"] = 80  # small PNGs keep the notebooks light on GitHub
+
+def _subplots(*args, **kwargs):
+    """plt.subplots at _DPI, given to each figure: importing viz leaves matplotlib's settings,
+    and so the learner's own plots, as they were."""
+    return plt.subplots(*args, dpi=_DPI, **kwargs)
 
 
 def _finished(fig):
@@ -67,7 +70,7 @@ def plot_tokens(tokenizer, text, title=None, width=64):
         if piece.endswith("\n"):
             rows.append([])
             x = 0
-    fig, ax = plt.subplots(figsize=(0.13 * width + 0.4, 0.33 * len(rows) + 0.6))
+    fig, ax = _subplots(figsize=(0.13 * width + 0.4, 0.33 * len(rows) + 0.6))
     for r, row in enumerate(rows):
         for x, piece, colour in row:
             ax.add_patch(Rectangle((x, -r - 0.4), len(piece), 0.8, facecolor=colour, edgecolor="white"))
@@ -89,7 +92,7 @@ def plot_bpe_training(tokenizer, n_bytes, n_first=12):
     lengths = [n_bytes]
     for count in tokenizer.merge_counts:
         lengths.append(lengths[-1] - count)
-    fig, (ax, ax_list) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=[3, 2])
+    fig, (ax, ax_list) = _subplots(1, 2, figsize=(9, 3.2), width_ratios=[3, 2])
     ax.plot(range(len(lengths)), [n_bytes / n for n in lengths], color="tab:blue")
     ax.set_xlabel("merges learned")
     ax.set_ylabel("bytes per token")
@@ -107,7 +110,7 @@ def plot_bpe_training(tokenizer, n_bytes, n_first=12):
 def plot_tokens_per_word(tokenizers, samples):
     """Bar chart: tokens per word (whitespace-separated) of each text in `samples`
     ({name: text}) under each tokenizer in `tokenizers` ({name: tokenizer})."""
-    fig, ax = plt.subplots(figsize=(1.3 * len(samples) + 2, 3.2))
+    fig, ax = _subplots(figsize=(1.3 * len(samples) + 2, 3.2))
     width = 0.8 / len(tokenizers)
     for k, (name, tok) in enumerate(tokenizers.items()):
         ratios = [len(tok.encode(text)) / len(text.split()) for text in samples.values()]
@@ -166,7 +169,7 @@ def plot_block_shift(tokens):
     """
     T = len(tokens) - 1
     labels = [repr(t)[1:-1].replace(" ", "·") for t in tokens]  # show spaces and newlines: '·the', '\\n'
-    fig, ax = plt.subplots(figsize=(0.95 * (T + 1) + 0.8, 2.2))
+    fig, ax = _subplots(figsize=(0.95 * (T + 1) + 0.8, 2.2))
     for t in range(T):
         _token_box(ax, t, 1, labels[t], _X_COLOUR)
         _token_box(ax, t + 1, 0, labels[t + 1], _Y_COLOUR)
@@ -188,7 +191,7 @@ def plot_stride_coverage(n_ids, block_size, strides):
     """
     all_starts = [range(0, n_ids - block_size, stride) for stride in strides]  # the last target id must exist
     rows = [len(starts) + 1 for starts in all_starts]
-    fig, axes = plt.subplots(len(strides), 1, figsize=(7, 0.9 + 0.2 * sum(rows)), sharex=True, squeeze=False,
+    fig, axes = _subplots(len(strides), 1, figsize=(7, 0.9 + 0.2 * sum(rows)), sharex=True, squeeze=False,
                              height_ratios=rows)
     for ax, stride, starts in zip(axes[:, 0], strides, all_starts):
         for row, s in enumerate(starts):
@@ -213,7 +216,7 @@ def plot_block_fill(X, pad_id, rows=24):
     real = (X != pad_id)  # (N, T)
     filled = real.sum(dim=1)  # (N,)
     N, T = X.shape
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=[3, 2])
+    fig, (left, right) = _subplots(1, 2, figsize=(9, 3.2), width_ratios=[3, 2])
     left.imshow(real[:rows].int(), cmap=ListedColormap([_PAD_COLOUR, "tab:blue"]), vmin=0, vmax=1, aspect="auto",
                 interpolation="nearest")
     left.set_xlabel("position in the block")
@@ -241,7 +244,7 @@ def plot_causal_mask(tokens):
     """
     T = len(tokens)
     allowed = [[1 if j <= i else 0 for j in range(T)] for i in range(T)]
-    fig, ax = plt.subplots(figsize=(0.4 * T + 1.6, 0.4 * T + 1.2))
+    fig, ax = _subplots(figsize=(0.4 * T + 1.6, 0.4 * T + 1.2))
     ax.imshow(allowed, cmap=ListedColormap(["#e8e8e8", "#2e8b57"]), vmin=0, vmax=1)
     for i in range(T):
         for j in range(i + 1, T):
@@ -256,7 +259,7 @@ def plot_causal_mask(tokens):
 def plot_attention_maps(weights, tokens, title="attention weights per head"):
     """One heatmap per head: weights (H, T, T), row = the query token, column = the key token."""
     H, T = weights.shape[0], len(tokens)
-    fig, axes = plt.subplots(1, H, figsize=(0.3 * T * H + 1.6, 0.3 * T + 1.4), squeeze=False, layout="constrained")
+    fig, axes = _subplots(1, H, figsize=(0.3 * T * H + 1.6, 0.3 * T + 1.4), squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
         image = ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=1.0)
         _label_token_axes(ax, tokens, rows=h == 0)
@@ -270,7 +273,7 @@ def plot_attention_maps(weights, tokens, title="attention weights per head"):
 def plot_softmax_saturation(head_sizes, unscaled, scaled):
     """The largest softmax weight in a row (on average) against the head size D,
     for scores q·k as they are (`unscaled`) and divided by sqrt(D) (`scaled`)."""
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = _subplots(figsize=(5, 3))
     ax.plot(head_sizes, unscaled, "o-", color="tab:red", label="q·k")
     ax.plot(head_sizes, scaled, "o-", color="tab:blue", label="q·k / sqrt(D)")
     ax.set_xscale("log", base=2)
@@ -342,7 +345,7 @@ def plot_architecture(model):
     in_block = [i for i, r in enumerate(rows) if r[0].startswith("h[i]")]
     first, last = in_block[0], in_block[-1] + 1  # the '+' after mlp.c_proj closes the block
     height = 0.42 * len(rows) + 0.6
-    fig, ax = plt.subplots(figsize=(7.2, height))
+    fig, ax = _subplots(figsize=(7.2, height))
     ax.set_xlim(0, 10)
     ax.set_ylim(len(rows) - 0.3, -0.9)
     ax.axis("off")
@@ -369,7 +372,7 @@ def plot_parameter_shares(counts_by_model):
     counts_by_model: {label: model.parameter_counts()}.
     """
     labels = list(counts_by_model)
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) + 1.5))
+    fig, ax = _subplots(figsize=(7.5, 0.55 * len(labels) + 1.5))
     for row, label in enumerate(labels):
         counts = counts_by_model[label]
         total, left = sum(counts.values()), 0.0
@@ -392,7 +395,7 @@ def plot_residual_std(std_by_label):
 
     std_by_label: {label: [std after embeddings, after block 1, ...]}.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig, ax = _subplots(figsize=(5.5, 3.2))
     for (label, stds), colour in zip(std_by_label.items(), ["tab:red", "tab:blue", "tab:green"]):
         ax.plot(range(len(stds)), stds, "o-", markersize=3, color=colour, label=label)
     ax.set_xlabel("blocks passed")
@@ -424,7 +427,7 @@ def plot_embeddings_2d(weight, labels, title="token embeddings, first two princi
     xy = (centred @ axes.T).numpy()  # (V, 2)
     colours = {"vowel": "tab:red", "consonant": "tab:blue", "capital": "tab:purple", "digit": "tab:green",
                "space and punctuation": "tab:orange", "other": "tab:grey"}
-    fig, ax = plt.subplots(figsize=(6, 4.6))
+    fig, ax = _subplots(figsize=(6, 4.6))
     seen = set()
     for (x, y), label in zip(xy, labels):
         kind = _char_kind(label)
@@ -444,7 +447,7 @@ def plot_embeddings_2d(weight, labels, title="token embeddings, first two princi
 
 def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup, then cosine decay"):
     """The learning rate at every step (`lrs`, e.g. [lr_at(s, config) for s in range(n)])."""
-    fig, ax = plt.subplots(figsize=(5.5, 3))
+    fig, ax = _subplots(figsize=(5.5, 3))
     ax.plot(range(len(lrs)), lrs, color="tab:blue")
     if warmup_iters:
         ax.axvline(warmup_iters, color="#999999", linestyle="--", linewidth=1)
@@ -459,7 +462,7 @@ def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup
 def plot_loss_curves(history, title="training and validation loss"):
     """Loss against step from a `train` history: each batch's loss (faint), its running
     mean, and the validation loss at every evaluation (dots)."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = _subplots(figsize=(6, 3.4))
     if history["train"]:
         steps, losses = zip(*history["train"])
         ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
@@ -499,7 +502,7 @@ def plot_next_token_probs(probs, labels, top=15, kept=None, title="next-token pr
     With `kept` (V,) booleans, the tokens a filter removed are drawn grey.
     """
     order = torch.argsort(probs, descending=True)[:top].tolist()
-    fig, ax = plt.subplots(figsize=(0.38 * len(order) + 1.6, 2.6))
+    fig, ax = _subplots(figsize=(0.38 * len(order) + 1.6, 2.6))
     _bars(ax, [probs[i].item() for i in order], [labels[i] for i in order],
           None if kept is None else [bool(kept[i]) for i in order])
     ax.set_ylabel("probability")
@@ -513,7 +516,7 @@ def plot_temperatures(logits, labels, temperatures=(0.5, 1.0, 2.0), top=12):
     The tokens are the `top` most likely ones, in the same order in every panel.
     """
     order = torch.argsort(logits, descending=True)[:top].tolist()
-    fig, axes = plt.subplots(1, len(temperatures), figsize=(3.4 * len(temperatures), 2.6), sharey=True)
+    fig, axes = _subplots(1, len(temperatures), figsize=(3.4 * len(temperatures), 2.6), sharey=True)
     for ax, t in zip(axes, temperatures):
         probs = torch.softmax(logits / t, dim=-1)
         _bars(ax, [probs[i].item() for i in order], [labels[i] for i in order], color="tab:orange")
@@ -529,7 +532,7 @@ def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length, block_si
     With `block_size`, a dashed line marks where the text outgrows the context.
     """
     lengths = range(prompt_length, prompt_length + len(ms_with_cache))  # the text's length at each step
-    fig, ax = plt.subplots(figsize=(5.5, 3))
+    fig, ax = _subplots(figsize=(5.5, 3))
     ax.plot(lengths, ms_without_cache, color="tab:red", label="no cache: recompute the whole past")
     ax.plot(lengths, ms_with_cache, color="tab:blue", label="KV cache: run only the new token")
     if block_size is not None:
@@ -549,6 +552,8 @@ def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
 
     top-k 0 and top-p 1 mean "off"; the seed makes each click with the same settings repeatable.
     """
+    from numogpt.sample import stream_text  # here, not at the top: plotting lesson 01 needs no sampler
+
     style = {"description_width": "90px"}
     prompt_box = widgets.Textarea(value=prompt, description="prompt", style=style,
                                   layout=widgets.Layout(width="95%"))

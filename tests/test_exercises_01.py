@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from numogpt.exercises import ExerciseError, check_count_pairs, check_encode_with_merges, check_merge
+from numogpt.exercises import ExerciseError
+from numogpt.exercises.lesson01 import check_count_pairs, check_encode_with_merges, check_merge
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from numogpt.data import TokenBlocks
-from numogpt.exercises import check_count_blocks, check_loss_ignoring_padding, check_next_token_pair, check_padded_pair
+from numogpt.exercises.lesson02 import check_count_blocks, check_loss_ignoring_padding, check_next_token_pair, check_padded_pair
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 

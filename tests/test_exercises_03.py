@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from numogpt.exercises import check_masked_softmax, check_merge_heads, check_scaled_scores, check_split_heads
+from numogpt.exercises.lesson03 import check_masked_softmax, check_merge_heads, check_scaled_scores, check_split_heads
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 

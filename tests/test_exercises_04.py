@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from numogpt.exercises import check_block_params, check_embed, check_gelu_mlp, check_layer_norm
+from numogpt.exercises.lesson04 import check_block_params, check_embed, check_gelu_mlp, check_layer_norm
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 

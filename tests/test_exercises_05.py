@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from numogpt.exercises import (
+from numogpt.exercises.lesson05 import (
     check_clip_gradients,
     check_cross_entropy,
     check_decayed_names,

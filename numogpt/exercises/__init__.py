@@ -1,0 +1,56 @@
+"""The checks behind the exercises, one module per lesson.
+
+An exercise asks the learner to finish a function. Its check calls that function on a few
+cases, compares with the right answer, and either prints what it verified or raises an
+`ExerciseError` whose message says, in plain words, what is wrong and how to look for it.
+Every check is tested with wrong answers too (tests/test_exercises_NN.py).
+
+Each lesson's checks live in their own module, which imports only that lesson's module and
+earlier ones, so checking lesson 01 never loads the GPT of lesson 04:
+
+    numogpt.exercises.lesson01   notebooks/01_tokenizer.ipynb   (numogpt.tokenizer, numogpt.bpe)
+    numogpt.exercises.lesson02   notebooks/02_dataset.ipynb     (numogpt.data)
+    numogpt.exercises.lesson03   notebooks/03_attention.ipynb   (numogpt.attention)
+    numogpt.exercises.lesson04   notebooks/04_gpt.ipynb         (numogpt.model)
+    numogpt.exercises.lesson05   notebooks/05_training.ipynb    (numogpt.train)
+    numogpt.exercises.lesson06   notebooks/06_sampling.ipynb    (numogpt.sample)
+
+This module holds only what they share, and imports none of them.
+"""
+import torch
+
+
+class ExerciseError(AssertionError):
+    """The answer is not right yet; the message says why."""
+
+
+def attempt(fn, *args, **kwargs):
+    """Call the learner's `fn`; turn 'not written yet' and crashes into plain messages."""
+    name = getattr(fn, "__name__", "your function")
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise ExerciseError(
+            f"`{name}` is not written yet: replace `raise NotImplementedError()` with your answer."
+        ) from None
+    except ExerciseError:
+        raise
+    except Exception as e:
+        raise ExerciseError(f"`{name}` crashed with {type(e).__name__}: {e}") from e
+
+
+def expect(ok, message):
+    """Fail with `message` unless `ok`."""
+    if not ok:
+        raise ExerciseError(message)
+
+
+def passed(what):
+    """Tell the learner what their answer got right."""
+    print(f"Correct: {what}")
+
+
+def expect_tensor_of_shape(got, shape, name):
+    """Fail unless the learner's `name` returned a tensor of `shape`."""
+    expect(isinstance(got, torch.Tensor), f"`{name}` should return a tensor, got {type(got).__name__}.")
+    expect(tuple(got.shape) == tuple(shape), f"`{name}` should return shape {tuple(shape)}, got {tuple(got.shape)}.")
