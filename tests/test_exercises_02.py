@@ -152,4 +152,3 @@ def softmax_over_positions(logits, targets):
 ])
 def test_loss_ignoring_padding(wrong, message, capsys):
     assert_right_passes_and_wrong_fails(check_loss_ignoring_padding, loss_ignoring_padding, wrong, message, capsys)
-    check_loss_ignoring_padding(F.cross_entropy)  # PyTorch's own loss ignores -100 by default

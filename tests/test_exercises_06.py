@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from numogpt import sample
 from numogpt.exercises.lesson06 import (
     check_greedy_step, check_softmax_with_temperature, check_top_k_filter, check_top_p_filter,
 )
@@ -54,7 +53,8 @@ def kth(logits, k, largest=True):
     (lambda logits, k: logits.masked_fill(logits < kth(logits[:1], k), float("-inf")), "keep exactly|wrong tokens"),
 ])
 def test_top_k_filter(wrong, message, capsys):
-    assert_right_passes_and_wrong_fails(check_top_k_filter, sample.top_k_filter, wrong, message, capsys)
+    right = lambda logits, k: logits.masked_fill(logits < kth(logits, k), float("-inf"))  # noqa: E731
+    assert_right_passes_and_wrong_fails(check_top_k_filter, right, wrong, message, capsys)
 
 
 # --- top-p ------------------------------------------------------------------------------------
@@ -68,13 +68,16 @@ def nucleus_by(rule):
     return top_p
 
 
+top_p_filter = nucleus_by(lambda sorted_probs, p: (sorted_probs.cumsum(-1) - sorted_probs) < p)  # the right answer
+
+
 def unsorted(logits, p):  # cumsum in vocabulary order, never sorted
     probs = logits.softmax(dim=-1)
     return logits.masked_fill((probs.cumsum(-1) - probs) >= p, float("-inf"))
 
 
 def whole_batch(logits, p):  # sorts the flattened batch, not each row
-    flat = sample.top_p_filter(logits.flatten(), p)
+    flat = top_p_filter(logits.flatten(), p)
     return flat.view_as(logits)
 
 
@@ -84,12 +87,12 @@ def whole_batch(logits, p):  # sorts the flattened batch, not each row
     (nucleus_by(lambda probs, p: probs.cumsum(-1) <= p), "one token short|no token"),
     (nucleus_by(lambda probs, p: probs.cumsum(-1) - probs <= p + 0.2), "nucleus"),
     (unsorted, "Sort"),
-    (lambda logits, p: sample.top_p_filter(logits, p).nan_to_num(neginf=0.0), "to 0"),
-    (lambda logits, p: sample.top_p_filter(logits, p) / 2, "stay exactly"),
+    (lambda logits, p: top_p_filter(logits, p).nan_to_num(neginf=0.0), "to 0"),
+    (lambda logits, p: top_p_filter(logits, p) / 2, "stay exactly"),
     (whole_batch, "row by row"),
 ])
 def test_top_p_filter(wrong, message, capsys):
-    assert_right_passes_and_wrong_fails(check_top_p_filter, sample.top_p_filter, wrong, message, capsys)
+    assert_right_passes_and_wrong_fails(check_top_p_filter, top_p_filter, wrong, message, capsys)
 
 
 # --- the greedy step --------------------------------------------------------------------------

@@ -17,6 +17,9 @@ earlier ones, so checking lesson 01 never loads the GPT of lesson 04:
 
 This module holds only what they share, and imports none of them.
 """
+import sys
+from contextlib import contextmanager
+
 import torch
 
 
@@ -37,6 +40,36 @@ def attempt(fn, *args, **kwargs):
         raise
     except Exception as e:
         raise ExerciseError(f"`{name}` crashed with {type(e).__name__}: {e}") from e
+
+
+@contextmanager
+def refusing(shortcuts, why):
+    """Inside the block, a call to any of `shortcuts` ({name: function}) fails the exercise.
+
+    A "by hand" exercise is pointless if the answer calls the ready-made function it is
+    meant to rebuild (F.cross_entropy, or numogpt's own finished version). Watching names
+    would miss `from torch.nn.functional import cross_entropy` or a wrapper, so this watches
+    the calls themselves: Python's profiler hook sees every call, by its code object (a Python
+    function) or by the function itself (a builtin such as torch.layer_norm).
+    """
+    codes = {fn.__code__: name for name, fn in shortcuts.items() if hasattr(fn, "__code__")}
+    builtins = {fn: name for name, fn in shortcuts.items() if not hasattr(fn, "__code__")}
+    used = []
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            used.append(codes[frame.f_code])
+        elif event == "c_call" and arg in builtins:
+            used.append(builtins[arg])
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+        if used:  # this message wins over whatever the block raised: it is the real problem
+            raise ExerciseError(f"this exercise is to write it yourself, without `{used[0]}`: {why}.")
 
 
 def expect(ok, message):

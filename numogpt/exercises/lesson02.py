@@ -2,12 +2,11 @@
 
 The lesson's finished code is numogpt.data. How a check works: see numogpt.exercises.
 """
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
-from numogpt.exercises import ExerciseError, attempt, expect, passed
+from numogpt.exercises import ExerciseError, attempt, expect, passed, refusing
 
 
 def _as_id_list(got, name, what):
@@ -16,26 +15,6 @@ def _as_id_list(got, name, what):
         return [int(t) for t in got]
     except (TypeError, ValueError):
         raise ExerciseError(f"`{name}` should return {what} as a list of ints (or a 1-D tensor), got {got!r:.60}.") from None
-
-
-@contextmanager
-def _forbidden(module, *names, why):
-    """While inside, calling module.<name> (a torch.nn.functional function, `F.<name>` in the
-    notebooks) fails with an ExerciseError that says `why`."""
-    saved = {name: getattr(module, name) for name in names}
-
-    def refuse(name):
-        def refused(*args, **kwargs):
-            raise ExerciseError(f"this exercise is to do it without `F.{name}`: {why}.")
-        return refused
-
-    try:
-        for name in names:
-            setattr(module, name, refuse(name))
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(module, name, fn)
 
 
 def _pair(got, name):
@@ -127,9 +106,9 @@ def check_loss_ignoring_padding(loss_ignoring_padding):
         padded = bool((targets == -100).any())
         where = f"For logits {tuple(logits.shape)} and targets {targets.tolist()}"
         try:
-            with _forbidden(F, "cross_entropy", "nll_loss", why="they skip -100 by themselves (their default "
-                            "ignore_index); keep the rows whose target is not -100 and average "
-                            "-log_softmax(logits)[row, target] by hand"):
+            with refusing({"F.cross_entropy": F.cross_entropy, "F.nll_loss": F.nll_loss},
+                          why="they skip -100 by themselves (their default ignore_index); keep the rows "
+                              "whose target is not -100 and average -log_softmax(logits)[row, target] by hand"):
                 got = attempt(loss_ignoring_padding, logits.clone(), targets.clone())
         except ExerciseError as e:
             if padded and "crashed" in str(e):

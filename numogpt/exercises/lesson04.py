@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from numogpt.exercises import attempt, expect, expect_tensor_of_shape, passed
+from numogpt.exercises import attempt, expect, expect_tensor_of_shape, passed, refusing
 from numogpt.model import Block, GPTConfig
 
 
@@ -20,7 +20,10 @@ def check_layer_norm(layer_norm):
         C = x.size(-1)
         weight, bias = 1 + torch.randn(C, generator=g) / 2, torch.randn(C, generator=g) / 2
         right = F.layer_norm(x, (C,), weight, bias, eps=1e-5)
-        got = attempt(layer_norm, x.clone(), weight, bias)
+        ready_made = {"F.layer_norm": F.layer_norm, "torch.layer_norm": torch.layer_norm, "nn.LayerNorm": nn.LayerNorm.forward}
+        with refusing(ready_made,
+                      why="the point is to see the mean, the variance and eps at work: compute them over the last dim"):
+            got = attempt(layer_norm, x.clone(), weight, bias)
         expect_tensor_of_shape(got, x.shape, "layer_norm")
         expect(not got.isnan().any() and not got.isinf().any(),
                "Your output has NaN or inf: a position whose channels are all equal has variance 0. "

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from numogpt.exercises import attempt, expect, passed
+from numogpt.exercises import attempt, expect, passed, refusing
 from numogpt.model import GPT, GPTConfig
 from numogpt.train import TrainConfig, lr_at, weight_decay_groups
 
@@ -28,7 +28,9 @@ def check_cross_entropy(cross_entropy):
              (torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0]]), torch.tensor([0, 2]))]  # huge logits
     for logits, targets in cases:
         right = F.cross_entropy(logits, targets).item()
-        got = _as_float(attempt(cross_entropy, logits.clone(), targets.clone()), "cross_entropy")
+        with refusing({"F.cross_entropy": F.cross_entropy, "F.nll_loss": F.nll_loss},
+                      why="they are the finished answer; take log_softmax, pick the target's entry, negate and average"):
+            got = _as_float(attempt(cross_entropy, logits.clone(), targets.clone()), "cross_entropy")
         probs = logits.softmax(-1)[torch.arange(len(targets)), targets]
         expect(not math.isclose(got, -probs.mean().item(), abs_tol=1e-4),
                "You averaged -p(target). The loss is the mean of -LOG p(target): take the log of the softmax.")
@@ -49,7 +51,9 @@ def check_lr_at_step(lr_at_step):
         config = TrainConfig(max_iters=decay, warmup_iters=warmup, learning_rate=max_lr, min_lr=min_lr)
         for step in sorted({0, 1, warmup - 1, warmup, (warmup + decay) // 2, decay - 1, decay, decay + 7} - {-1}):
             right = lr_at(step, config)
-            got = _as_float(attempt(lr_at_step, step, warmup, decay, max_lr, min_lr), "lr_at_step")
+            with refusing({"numogpt.train.lr_at": lr_at}, why="it is the finished schedule; write the warmup "
+                                                              "and the cosine from the formulas above"):
+                got = _as_float(attempt(lr_at_step, step, warmup, decay, max_lr, min_lr), "lr_at_step")
             if math.isclose(got, right, rel_tol=1e-6, abs_tol=1e-12):
                 continue
             if step < warmup:
@@ -69,7 +73,9 @@ def check_decayed_names(decayed_names):
     """decayed_names(model) -> the names of the parameters that get weight decay."""
     model = GPT(GPTConfig.preset("nano", vocab_size=20, block_size=8))
     right, _ = weight_decay_groups(model)
-    got = attempt(decayed_names, model)
+    with refusing({"numogpt.train.weight_decay_groups": weight_decay_groups},
+                  why="it is the finished split; walk model.named_parameters() and decide for each"):
+        got = attempt(decayed_names, model)
     expect(not isinstance(got, str) and hasattr(got, "__iter__"),
            f"Return a list (or set) of parameter names, got {type(got).__name__}.")
     got = list(got)

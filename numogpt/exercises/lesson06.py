@@ -4,7 +4,8 @@ The lesson's finished code is numogpt.sample. How a check works: see numogpt.exe
 """
 import torch
 
-from numogpt.exercises import attempt, expect, passed
+from numogpt.exercises import attempt, expect, passed, refusing
+from numogpt import sample
 from numogpt.model import GPT, GPTConfig
 
 
@@ -47,7 +48,9 @@ def check_top_k_filter(top_k_filter):
     logits = torch.randn(3, 10, generator=torch.Generator().manual_seed(6))  # distinct values, no ties
     for k in (3, 1, 10):
         right = logits.masked_fill(logits < logits.topk(k).values[..., -1:], float("-inf"))
-        got = attempt(top_k_filter, logits.clone(), k)
+        with refusing({"numogpt.sample.top_k_filter": sample.top_k_filter},
+                      why="it is the finished filter; find each row's k-th largest logit with torch.topk"):
+            got = attempt(top_k_filter, logits.clone(), k)
         _expect_logits_like(got, logits, "top_k_filter")
         expect(not ((got == 0) & (right == float("-inf"))).any(),
                "You set the removed logits to 0, but a logit of 0 still has probability (exp(0) = 1): "
@@ -71,7 +74,9 @@ def check_top_p_filter(top_p_filter):
     cases = [(0.6, [1, 3]), (0.3, [1]), (0.8, [1, 3, 4]), (1.0, [0, 1, 2, 3, 4])]
     for p, nucleus in cases:
         logits = probs.log()
-        got = attempt(top_p_filter, logits.clone(), p)
+        with refusing({"numogpt.sample.top_p_filter": sample.top_p_filter},
+                      why="it is the finished filter; sort, take the cumulative sum, and map back"):
+            got = attempt(top_p_filter, logits.clone(), p)
         _expect_logits_like(got, logits, "top_p_filter")
         expect(not (got == 0).any(), "You set the removed logits to 0, but a logit of 0 still has probability "
                                      "(exp(0) = 1): set them to float('-inf') so that softmax gives them exactly 0.")
@@ -94,7 +99,9 @@ def check_top_p_filter(top_p_filter):
     sorted_probs = sorted_logits.softmax(dim=-1)
     keep = (sorted_probs.cumsum(dim=-1) - sorted_probs) < 0.9
     right = torch.zeros_like(keep).scatter(-1, order, keep)
-    got = attempt(top_p_filter, logits.clone(), 0.9)
+    with refusing({"numogpt.sample.top_p_filter": sample.top_p_filter},
+                  why="it is the finished filter; sort, take the cumulative sum, and map back"):
+        got = attempt(top_p_filter, logits.clone(), 0.9)
     _expect_logits_like(got, logits, "top_p_filter")
     expect(torch.equal(_kept(got), right), "On a batch of 4 rows of 30 logits with p = 0.9 you kept other tokens than "
                                            "the nucleus: work row by row (sort and cumsum along dim=-1).")
