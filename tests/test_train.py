@@ -2,6 +2,7 @@
 import math
 
 import pytest
+import regex
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -502,6 +503,7 @@ def test_resume_needs_a_checkpoint_written_by_train(loaders, tmp_path):
 @pytest.mark.parametrize("kind, cls", [("word", "WordTokenizer"), ("bpe", "BPETokenizer"), ("gpt2", "GPT2Tokenizer")])
 def test_every_tokenizer_trains_on_your_own_text_and_comes_back_from_the_checkpoint(kind, cls, tmp_path, capsys):
     from numogpt.data import load_corpus
+    from numogpt.tokenizer import WORD_PATTERN
 
     corpus = tmp_path / "my text.txt"
     corpus.write_text(load_corpus("train-nn")[:20000], encoding="utf-8")
@@ -512,7 +514,9 @@ def test_every_tokenizer_trains_on_your_own_text_and_comes_back_from_the_checkpo
     model, tokenizer = load_model(tmp_path / "out" / "checkpoint.pt")
     assert type(tokenizer).__name__ == cls and model.config.vocab_size == tokenizer.vocab_size
     assert tokenizer.decode(tokenizer.encode("the gradient")) == "the gradient"
-    assert (512 if kind == "bpe" else tokenizer.vocab_size) == tokenizer.vocab_size
+    text = corpus.read_text(encoding="utf-8")
+    distinct_words = len(set(regex.findall(WORD_PATTERN, text)))
+    assert tokenizer.vocab_size == {"word": distinct_words + 1, "bpe": 512, "gpt2": 50257}[kind]  # + 1: <unk>
 
 
 def test_the_pictures_are_closed_figures():
