@@ -106,8 +106,8 @@ class Sorting(Task):
         if symbols > len(DIGITS):
             raise ValueError(f"symbols must be at most 10 (the digits 0-9 are the alphabet), got {symbols}")
         if symbols ** length > 2 ** 62:
-            raise ValueError(f"{symbols}**{length} sequences are too many to number: use length <= "
-                             f"{int(62 / torch.log2(torch.tensor(float(symbols))).item())}")
+            raise ValueError(f"{symbols}**{length} sequences are too many to number in an int64: "
+                             f"use a shorter length")
         self.length, self.base = length, symbols
         self.prompt_length, self.answer_length, self.space = length + 1, length, symbols ** length
         super().__init__(DIGITS[:symbols] + "=")
@@ -208,7 +208,7 @@ def task_from_dict(d):
 
 # --- data ------------------------------------------------------------------------------------
 
-LISTABLE = 1 << 20  # up to this many problems, the split lists them all
+LISTABLE = 100_000  # up to this many problems, the split lists them all (and trains on every one not held out)
 
 
 def split_problems(task, held_out=None, train_size=100_000, seed=0):
@@ -368,7 +368,7 @@ def task_defaults(task):
     if isinstance(task, Sorting):
         steps = max(500, min(2000, 20 * task.length * task.base))
     else:
-        steps = 500 * task.digits
+        steps = 750 * task.digits
     return dict(model=dict(n_layer=2, n_head=4, n_embd=64), preset=None, batch_size=64, max_iters=steps,
                 lr=3e-3, seed=0, device="cpu")
 
