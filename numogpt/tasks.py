@@ -18,12 +18,13 @@ whether it learned the algorithm or only remembered answers.
 - `Sorting`, `Addition`: the tasks; `task_from_dict` rebuilds one from a checkpoint.
 - `split_problems`: held-out problems that training never sees, and the training problems.
 - `encode_problems`: (x, y) with IGNORE_INDEX on the prompt.
-- `solve`, `exact_match`, `error_kinds`: batched greedy answers, accuracy, what went wrong.
+- `solve`, `exact_match`, `error_kinds`: batched greedy answers, their score, what went wrong.
 - `attention_maps`: every layer's attention weights, to see what the model reads.
 - `prepare_run`: the data, model and training settings of `python -m numogpt train --task`.
 """
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -47,13 +48,15 @@ def _digits_of(numbers, base, count):
 class Task:
     """What every task shares: a CharTokenizer over its symbols, and problems as token ids.
 
-    A subclass sets `prompt_length`, `answer_length`, `space` (how many problems there are,
-    numbered 0..space-1) and writes `digit_problems(indices)` -> (prompt digits, answer
-    digits), `parse_prompt` and `answer_text`.
+    A subclass sets `base` (its digits are 0..base-1), `prompt_length`, `answer_length` and
+    `space` (how many problems there are, numbered 0..space-1), and writes
+    `digit_problems(indices)` -> (prompts as token ids (N, P), answers as digit values (N, A)),
+    `parse_prompt` (a person's prompt, spaces removed -> the prompt's text), `answer_text`,
+    `example_prompt`, `describe` and `to_dict`.
     """
 
-    def __init__(self, symbols):
-        self.tokenizer = CharTokenizer(symbols)
+    def __init__(self, alphabet):
+        self.tokenizer = CharTokenizer(alphabet)
         self.digit_ids = torch.tensor(self.tokenizer.encode(DIGITS[: self.base]))  # digit value -> token id
         self.equals_id = self.tokenizer.encode("=")[0]
 
@@ -291,11 +294,6 @@ def exact_match(outputs, answers):
     return (outputs == answers).all(dim=1).float().mean().item()
 
 
-def accuracy(model, task, prompts, answers):
-    """Exact-match accuracy of greedy answers to these problems."""
-    return exact_match(solve(model, prompts, task.answer_length), answers)
-
-
 def error_kind(task, prompt, answer, output):
     """What is wrong with one answer, in words ('right' when nothing is)."""
     if torch.equal(output, answer):
@@ -400,20 +398,24 @@ def task_from_options(given):
     return TASKS[name](**described)
 
 
+@dataclass
 class TaskRun:
-    """What `python -m numogpt train --task` trains: see prepare_run."""
+    """What `python -m numogpt train --task` trains (see prepare_run)."""
 
-    def __init__(self, **parts):
-        self.__dict__.update(parts)
+    task: Task
+    settings: dict  # every setting of the run, as the checkpoint stores them for --resume
+    model_config: GPTConfig
+    train_config: TrainConfig
+    train_loader: DataLoader
+    val_loader: DataLoader
+    held_out: tuple  # (prompts (N, P), answers (N, A))
 
 
 def prepare_run(given):
     """The task, its data, the model config and the training config for the command's options.
 
     `given` holds the options given on the command line, e.g. {"task": "sort", "length": 8};
-    every other setting comes from `task_defaults`. Returns a TaskRun with .task, .settings
-    (all of them, as the checkpoint stores them for --resume), .model_config, .train_config,
-    .train_loader, .val_loader and .held_out (prompts, answers).
+    every other setting comes from `task_defaults`.
     """
     task = task_from_options(given)
     defaults = task_defaults(task)
