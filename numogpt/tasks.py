@@ -34,7 +34,7 @@ from numogpt.data import IGNORE_INDEX, shuffled_loader
 from numogpt.model import GPTConfig
 from numogpt.sample import generate
 from numogpt.tokenizer import CharTokenizer
-from numogpt.train import TrainConfig, eval_mode
+from numogpt.train import TrainConfig, eval_mode, load_checkpoint
 
 DIGITS = "0123456789"
 
@@ -439,7 +439,5 @@ def prepare_run(given):
 
 def load_task(path):
     """The task a checkpoint was trained on, or None for a model of text."""
-    from numogpt.train import load_checkpoint
-
     saved = load_checkpoint(path).get("task")
     return task_from_dict(saved) if saved is not None else None
