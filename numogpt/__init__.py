@@ -6,6 +6,7 @@ module here, and later lessons import it:
     01 tokenizer -> numogpt.tokenizer    04 GPT model -> numogpt.model
     02 dataset   -> numogpt.data         05 training  -> numogpt.train
     03 attention -> numogpt.attention    06 sampling  -> numogpt.sample
+    07 algorithms (sorting, addition) -> numogpt.tasks
 
 The course's files are found from here, never by relative paths, so a notebook runs from
 any folder (the set-up installs numogpt in editable mode, so these point into the clone).

@@ -48,10 +48,13 @@ def add_train(commands):
                    help="continue the run saved in OUT/checkpoint.pt, with its settings (only --max-iters, "
                         "--eval-interval and --device may change; others may be repeated unchanged)")
     p.add_argument("--device", help=f"cpu, cuda, cuda:N or mps (default {d['device']})")
+    add_task_options(p)
     p.set_defaults(run=run_train)
 
 
 def run_train(args):
+    if any(getattr(args, name) is not None for name in TASK_OPTIONS) or _resumes_a_task(args):
+        return run_task_train(args)
     import matplotlib
 
     matplotlib.use("Agg")  # write PNGs; no window
@@ -172,6 +175,65 @@ def _make_tokenizer(kind, text):
     return gpt2_tokenizer()
 
 
+# --- lesson 07: python -m numogpt train --task sort|add ----------------------------------------
+
+TASK_OPTIONS = ("task", "length", "symbols", "digits", "order")
+
+
+def add_task_options(p):
+    p.add_argument("--task", choices=("sort", "add"),
+                   help="train on generated problems instead of text (lesson 07): sort digits, or add numbers; "
+                        "prints the exact-match accuracy on problems never seen in training")
+    p.add_argument("--length", type=int, metavar="N", help="--task sort: digits per sequence (default 6)")
+    p.add_argument("--symbols", type=int, metavar="K", help="--task sort: the digits 0..K-1 are used, K <= 10 (default 3)")
+    p.add_argument("--digits", type=int, metavar="D", help="--task add: digits per number (default 2)")
+    p.add_argument("--order", choices=("reversed", "plain"),
+                   help="--task add: write the sum units digit first (reversed, the default) or as usual (plain)")
+
+
+def _resumes_a_task(args):
+    from numogpt.train import load_checkpoint
+
+    path = Path(args.out) / "checkpoint.pt"
+    return args.resume and path.is_file() and "task" in load_checkpoint(path)
+
+
+def run_task_train(args):
+    """`train --task`: the task's data, model and defaults from numogpt.tasks, then lesson 05's train."""
+    import torch
+
+    from numogpt.model import GPT
+    from numogpt.tasks import error_kinds, prepare_run, solve
+    from numogpt.train import changed_on_resume, load_checkpoint, train
+
+    path = Path(args.out) / "checkpoint.pt"
+    given = {**_given(args), **{k: v for k, v in vars(args).items() if k in TASK_OPTIONS and v is not None}}
+    if args.resume:
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: there is no checkpoint at {path}; train without --resume first")
+        saved = load_checkpoint(path).get("command", {})
+        changed = changed_on_resume(saved, given)
+        if changed or "task" not in saved:
+            raise ValueError(f"--resume continues the task run in {path} with its own settings: drop "
+                             + (", ".join(f"--{n.replace('_', '-')} {new}" for n, _, new in changed) or "--task"))
+        given = saved | given
+    run = prepare_run(given)
+    task, c = run.task, run.model_config
+    torch.manual_seed(run.settings["seed"])  # the initial weights
+    model = GPT(c)
+    print(f"{task.describe()}: {len(run.train_loader.dataset):,} training problems, {len(run.held_out[0]):,} "
+          f"held out; model {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, {model.num_params():,} parameters")
+    train(model, run.train_loader, run.val_loader, run.train_config, checkpoint=path, resume=args.resume,
+          tokenizer=task.tokenizer, task=task.to_dict(), command=run.settings)
+    prompts, answers = run.held_out
+    outputs = solve(model, prompts, task.answer_length)
+    right = (outputs == answers).all(dim=1).sum().item()
+    print(f"held-out exact match: {right / len(answers):.2%} ({right:,} of {len(answers):,} problems never seen in training)")
+    for kind, count in error_kinds(task, prompts, answers, outputs).most_common():
+        print(f"  {count:5,}  {kind}")
+    print(f"wrote {path}; try: python -m numogpt sample --checkpoint {path} --prompt \"{task.example_prompt()}\"")
+
+
 # --- lesson 06: python -m numogpt sample --------------------------------------------------
 
 
@@ -192,9 +254,14 @@ def run_sample(args):
     import torch
 
     from numogpt.sample import stream_text
+    from numogpt.tasks import load_task
     from numogpt.train import load_model
 
     model, tokenizer = load_model(args.checkpoint)
+    task = load_task(args.checkpoint)
+    if task is not None:  # lesson 07: a model trained on a task answers its problem, greedily
+        print(task.answer(model, args.prompt))
+        return
     if tokenizer is None:
         raise ValueError(f"{args.checkpoint} holds no tokenizer, so the prompt cannot be encoded: "
                          f"save the checkpoint with tokenizer=...")

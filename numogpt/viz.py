@@ -585,3 +585,20 @@ def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
 
     button.on_click(sample)
     return widgets.VBox([prompt_box, widgets.HBox([temperature, top_k]), widgets.HBox([top_p, length]), button, page])
+
+
+# --- lesson 07: algorithms ----------------------------------------------------------------
+
+
+def plot_accuracy_curves(curves, title="exact match on held-out problems"):
+    """Exact match against step, one line per run: curves = {label: [(step, accuracy), ...]}."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, points in curves.items():
+        steps, accuracies = zip(*points)
+        ax.plot(steps, [100 * a for a in accuracies], "o-", markersize=3, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("exact match (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    return _finished(fig)
