@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from numogpt.data import IGNORE_INDEX
-from numogpt.exercises_lesson07 import (
+from numogpt.exercises.lesson07 import (
     ExerciseError, check_encode_problem, check_exact_match, check_small_sorter, check_write_sum,
 )
 from numogpt.model import GPT, GPTConfig

@@ -32,7 +32,7 @@ LESSON = {
     "numogpt.train": 5,
     "numogpt.sample": 6,
     "numogpt.tasks": 7,
-    **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 7)},
+    **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 9)},
     "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.student": BESIDE, "numogpt.notebooks": BESIDE,
     "numogpt.__main__": BESIDE,
 }
