@@ -17,7 +17,8 @@ The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole an
 """
 TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="char", preset="gpt-numo", block_size=None,
                       batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=1000, eval_interval=None,
-                      seed=0, device="cpu")
+                      seed=0, device="auto", dtype="auto", compile=False, grad_accum=1)
+CHANGEABLE_ON_RESUME = "--max-iters, --eval-interval, --device, --compile and --grad-accum"
 
 
 def add_train(commands):
@@ -45,13 +46,32 @@ def add_train(commands):
     p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
     p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run saved in OUT/checkpoint.pt, with its settings (only --max-iters, "
-                        "--eval-interval and --device may change; others may be repeated unchanged)")
-    p.add_argument("--device", help=f"cpu, cuda, cuda:N or mps (default {d['device']})")
+                   help=f"continue the run saved in OUT/checkpoint.pt, with its settings (only {CHANGEABLE_ON_RESUME} "
+                        f"may change; others may be repeated unchanged)")
+    # lesson 08: the same run on bigger hardware; `torchrun --nproc_per_node=N -m numogpt train ...`
+    # runs it on N processes (the batch size stays the whole batch: each process takes 1/N of it)
+    p.add_argument("--device", help=f"auto (a CUDA GPU, else MPS, else the CPU), cpu, cuda, cuda:N or mps "
+                                    f"(default {d['device']})")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="precision of the forward pass (torch.autocast; weights stay float32): auto is bfloat16 on "
+                        "GPUs that have it, else float16 with a gradient scaler on CUDA, else float32 "
+                        f"(default {d['dtype']}; fixed for the run)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model for the training steps (slow to start, faster per step)")
+    p.add_argument("--grad-accum", type=int, metavar="N",
+                   help="gradient accumulation: run each batch in N slices, adding up their gradients (the same step "
+                        f"in less memory; the batch size must be a multiple of N; default {d['grad_accum']})")
     p.set_defaults(run=run_train)
 
 
 def run_train(args):
+    from numogpt.distributed import processes
+
+    with processes() as rank:  # lesson 08: under torchrun, one of many processes; only rank 0 prints
+        _train(args, rank)
+
+
+def _train(args, rank):
     import matplotlib
 
     matplotlib.use("Agg")  # write PNGs; no window
@@ -59,7 +79,8 @@ def run_train(args):
 
     from numogpt.data import make_loaders
     from numogpt.model import GPT
-    from numogpt.train import TrainConfig, evaluate, load_checkpoint, train
+    from numogpt.distributed import launched_processes
+    from numogpt.train import TrainConfig, evaluate, load_checkpoint, resolve_device, train
     from numogpt.viz import plot_loss_curves
 
     path = Path(args.out) / "checkpoint.pt"
@@ -75,13 +96,17 @@ def run_train(args):
     config = TrainConfig(max_iters=settings["max_iters"], learning_rate=settings["lr"],
                          min_lr=settings["lr"] / 10, warmup_iters=min(100, settings["lr_decay_iters"] // 10),
                          lr_decay_iters=settings["lr_decay_iters"], eval_interval=settings["eval_interval"],
-                         seed=settings["seed"], device=settings["device"])
+                         seed=settings["seed"], device=settings["device"], dtype=settings["dtype"],
+                         compile=settings["compile"], grad_accum=settings["grad_accum"])
     torch.manual_seed(settings["seed"])  # the initial weights
     model = GPT(model_config)
     c = model_config
     print(f"{len(text):,} characters -> {len(ids):,} {settings['tokenizer']} tokens (vocabulary {c.vocab_size}); "
           f"model {settings['preset']}: {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
           f"block {c.block_size}, {model.num_params():,} parameters")
+    print(f"on {resolve_device(settings['device'])} in {settings['dtype']}" + ", compiled" * settings["compile"]
+          + f"; {launched_processes()} process(es) x {settings['grad_accum']} slice(s) of each batch of "
+            f"{settings['batch_size']}")
     try:
         history = train(model, train_loader, val_loader, config, checkpoint=path, resume=args.resume,
                         tokenizer=tokenizer, command=settings)
@@ -90,6 +115,8 @@ def run_train(args):
             raise SystemExit("\ninterrupted before the first checkpoint") from None
         raise SystemExit(f"\ninterrupted. {path} holds step {load_checkpoint(path)['step']}; continue with: "
                          f"python -m numogpt train --resume --out {args.out}") from None
+    if rank != 0:  # lesson 08: process 0 reports for all
+        return
     loss, perplexity = evaluate(model, val_loader)
     plot_loss_curves(history).savefig(path.parent / "loss.png")
     print(f"validation loss {loss:.4f}, perplexity {perplexity:.2f} (the whole validation split)")
@@ -101,12 +128,14 @@ def _given(args):
     from numogpt.train import resolve_device
 
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
-    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval"):
+    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval", "grad_accum"):
         if name in given and given[name] < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, got {given[name]}")
     if "lr" in given and not given["lr"] > 0:
         raise ValueError(f"--lr must be > 0, got {given['lr']}")
     resolve_device(given.get("device", "cpu"))  # a device this machine lacks fails now, not after loading
+    if given.get("dtype") == "auto":
+        del given["dtype"]  # auto: a new run's best choice, a resumed run's own
     return given
 
 
@@ -114,9 +143,11 @@ def _new_settings(args):
     """A new run: (settings, text, tokenizer, model config) from the options and the defaults."""
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
+    from numogpt.train import resolve_device, resolve_dtype
 
     given = _given(args)
     settings = {**TRAIN_DEFAULTS, **given}
+    settings["dtype"] = resolve_dtype(settings["dtype"], resolve_device(settings["device"]))  # saved as chosen
     text = load_corpus(settings["data"])  # a missing file or unknown name -> ValueError naming it
     if Path(settings["data"]).exists():
         settings["data"] = str(Path(settings["data"]).resolve())  # --resume may run from another folder
@@ -133,7 +164,7 @@ def _resume_settings(args, path):
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
     from numogpt.tokenizer import tokenizer_from_dict
-    from numogpt.train import changed_on_resume, load_checkpoint
+    from numogpt.train import BEFORE_LESSON_08, changed_on_resume, load_checkpoint
 
     given = _given(args)
     if not path.is_file():
@@ -142,7 +173,7 @@ def _resume_settings(args, path):
     checkpoint = load_checkpoint(path)
     if "command" not in checkpoint:
         raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
-    saved = checkpoint["command"]
+    saved = {**BEFORE_LESSON_08, **checkpoint["command"]}
     if "data" in given and Path(given["data"]).exists():
         given["data"] = str(Path(given["data"]).resolve())  # saved resolved, see _new_settings
     # repeating a setting with the checkpoint's own value is fine; changing it is not (one rule
@@ -152,7 +183,7 @@ def _resume_settings(args, path):
         raise ValueError(f"--resume continues the run in {path} with its own settings: "
                          + ", ".join(f"--{name.replace('_', '-')} {new} (the checkpoint has {old})"
                                      for name, old, new in changed)
-                         + "; drop them (only --max-iters, --eval-interval and --device may change)")
+                         + f"; drop them (only {CHANGEABLE_ON_RESUME} may change)")
     settings = {**saved, **given}
     return (settings, load_corpus(settings["data"]), tokenizer_from_dict(checkpoint["tokenizer"]),
             GPTConfig(**checkpoint["model_config"]))
