@@ -216,6 +216,8 @@ def add_sample(commands):
     p.add_argument("--top-p", type=float, default=None, help="sample only among the most likely tokens that make up this probability")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step (slower, same text)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu; the same seed gives "
+                                                   "other text on another device)")
     p.set_defaults(run=run_sample)
 
 
@@ -225,13 +227,14 @@ def run_sample(args):
     from numogpt.sample import stream_text
     from numogpt.train import load_model
 
-    model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_model(args.checkpoint, device=args.device)
+    device = next(model.parameters()).device
     if tokenizer is None:
         raise ValueError(f"{args.checkpoint} holds no tokenizer, so the prompt cannot be encoded: "
                          f"save the checkpoint with tokenizer=...")
     pieces = stream_text(model, tokenizer, args.prompt, args.max_new_tokens, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, use_cache=not args.no_cache,
-                         generator=torch.Generator().manual_seed(args.seed))
+                         generator=torch.Generator(device).manual_seed(args.seed))
     print(args.prompt, end="", flush=True)
     try:
         for piece in pieces:

@@ -250,7 +250,8 @@ def stream_text(model, tokenizer, prompt, max_new_tokens, **options):
     if not ids:
         raise ValueError(f"the prompt {prompt!r} has no tokens: give it some text to continue")
     eot_id = getattr(tokenizer, "eot_id", None)  # None for tokenizers without <|endoftext|>
-    steps = stream(model, torch.tensor([ids]), max_new_tokens, eot_id=eot_id, **options)
+    prompt_ids = torch.tensor([ids], device=next(model.parameters()).device)  # (1, T), where the model is
+    steps = stream(model, prompt_ids, max_new_tokens, eot_id=eot_id, **options)
     return _text_pieces(tokenizer, ids, steps, eot_id)
 
 

@@ -586,6 +586,11 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
 
     history = {"train": [(step, loss)], "val": [(step, loss)], "lr": [lr per step]}.
     A loss that becomes NaN or infinite stops the run with a ValueError naming the step.
+
+    Lesson 08: config.device, dtype, compile and grad_accum run the same training faster or in
+    less memory. Under torchrun (a process group joined, see numogpt.distributed) every process
+    calls train with the same arguments and takes its share of each batch; process 0 alone
+    shows progress, evaluates, calls back and writes the checkpoint.
     """
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
