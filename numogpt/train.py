@@ -390,13 +390,6 @@ def resume_run(checkpoint, model, optimizer, precision, config, train_loader, de
     return state["step"], state["history"]
 
 
-def _check_batch_splits(train_loader, grad_accum, world_size):
-    batch_size = getattr(train_loader.batch_sampler, "batch_size", None)
-    if batch_size is not None and batch_size % (grad_accum * world_size):
-        raise ValueError(f"a batch of {batch_size} does not split into {world_size} process(es) x grad_accum "
-                         f"{grad_accum}: make the batch size a multiple of {grad_accum * world_size}")
-
-
 def _data_order(train_loader):
     """What fixes the training order, saved so that a resumed run can check it is on the same data."""
     sampler = train_loader.batch_sampler
@@ -448,6 +441,13 @@ def rank_and_world():
     return 0, 1
 
 
+def require_splits(batch_size, grad_accum, world_size):
+    """A ValueError unless a batch of `batch_size` cuts into world_size x grad_accum equal slices."""
+    if batch_size % (grad_accum * world_size):
+        raise ValueError(f"a batch of {batch_size} does not split into {world_size} process(es) x grad_accum "
+                         f"{grad_accum}: make the batch size a multiple of {grad_accum * world_size}")
+
+
 def micro_batches(x, y, grad_accum=1, rank=0, world_size=1):
     """This process's slices of the batch (x, y) (B, T), each with its share of the batch's loss.
 
@@ -460,10 +460,8 @@ def micro_batches(x, y, grad_accum=1, rank=0, world_size=1):
     >>> [(xs.tolist(), share) for xs, _, share in micro_batches(x, y, grad_accum=2, rank=1, world_size=2)]
     [([[4, 5]], 0.25), ([[6, 7]], 0.25)]
     """
+    require_splits(x.size(0), grad_accum, world_size)
     parts = world_size * grad_accum
-    if x.size(0) % parts:
-        raise ValueError(f"a batch of {x.size(0)} does not split into {world_size} process(es) x grad_accum "
-                         f"{grad_accum}: make the batch size a multiple of {parts}")
     counted = (y != IGNORE_INDEX).sum().item()
     for xs, ys in list(zip(x.chunk(parts), y.chunk(parts)))[rank * grad_accum:(rank + 1) * grad_accum]:
         yield xs, ys, (ys != IGNORE_INDEX).sum().item() / counted
@@ -597,7 +595,8 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
     device = resolve_device(config.device)
     config = dataclasses.replace(config, dtype=resolve_dtype(config.dtype, device))  # lesson 08: "auto" -> a dtype
     rank, world_size = rank_and_world()  # lesson 08: (0, 1) unless torchrun started several processes
-    _check_batch_splits(train_loader, config.grad_accum, world_size)
+    if isinstance(train_loader.batch_sampler, ShuffledBatches):  # else batches_from says what is wrong
+        require_splits(train_loader.batch_sampler.batch_size, config.grad_accum, world_size)
     model.to(device)
     optimizer = configure_optimizer(model, config)
     precision = Precision(config.dtype, device)

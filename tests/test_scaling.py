@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from numogpt.data import IGNORE_INDEX, make_loaders, shuffled_loader
-from numogpt.model import GPT, GPTConfig
 from numogpt.sample import generate
 from numogpt.train import (
     Precision,
@@ -27,24 +26,23 @@ from numogpt.train import (
     train,
 )
 
-VOCAB = 11
+from tests.test_train import VOCAB, quiet as lesson05_quiet, tiny_gpt as lesson05_gpt
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 def tiny_gpt(seed=0, **overrides):
-    torch.manual_seed(seed)
-    config = dict(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
-    return GPT(GPTConfig(**{**config, **overrides}))
+    return lesson05_gpt(seed, **{"dropout": 0.0, **overrides})  # without dropout 1 and N processes agree
+
+
+def quiet(**kw):
+    return lesson05_quiet(**{"learning_rate": 1e-2, **kw})
 
 
 @pytest.fixture(scope="module")
 def loaders():
     ids = torch.randint(0, VOCAB, (600,), generator=torch.Generator().manual_seed(1))
     return make_loaders(ids, block_size=8, batch_size=8)
-
-
-def quiet(**kw):
-    return TrainConfig(**{"progress": False, "warmup_iters": 2, "eval_iters": 2, "learning_rate": 1e-2, **kw})
 
 
 # --- any device ------------------------------------------------------------------------------------
@@ -261,3 +259,28 @@ def test_two_processes_stopped_and_resumed_end_as_a_straight_run(two_process_run
     for name in straight["model"]:
         assert torch.equal(straight["model"][name], resumed["model"][name]), name
     assert resumed["history"]["train"] == straight["history"]["train"]
+
+
+# --- the command's options -------------------------------------------------------------------------
+
+
+def test_the_command_documents_and_checks_its_lesson_08_options(tmp_path, capsys):
+    from numogpt.__main__ import main
+    from tests.test_train import TINY, run_command
+
+    code, out, _ = run_command(capsys, "--help")
+    assert code == 0 and all(option in out for option in ("--dtype", "--compile", "--grad-accum", "auto"))
+    code, _, err = run_command(capsys, *TINY, "--grad-accum", "0", "--out", str(tmp_path))
+    assert code == 2 and "--grad-accum must be 1 or more, got 0" in err
+    code, _, err = run_command(capsys, *TINY, "--grad-accum", "3", "--max-iters", "1", "--out", str(tmp_path))
+    assert code == 2 and "a batch of 4 does not split into 1 process(es) x grad_accum 3" in err
+    code, out, _ = run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))
+    assert code == 0 and f"on {resolve_device('auto')} in {resolve_dtype('auto', resolve_device('auto'))}" in out
+    code, _, err = run_command(capsys, "--resume", "--dtype", "bfloat16", "--max-iters", "2", "--out", str(tmp_path))
+    assert code == 2 and "--dtype bfloat16 (the checkpoint has float32)" in err
+    code, _, err = run_command(capsys, "--resume", "--dtype", "auto", "--grad-accum", "2", "--max-iters", "2",
+                               "--out", str(tmp_path))
+    assert code == 0, err  # auto keeps the run's own dtype; the slices may change
+    main(["sample", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--prompt", "The ", "--max-new-tokens", "5",
+          "--device", "auto"])
+    assert capsys.readouterr().out.startswith("The ")
