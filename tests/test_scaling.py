@@ -146,6 +146,7 @@ def test_a_batch_that_does_not_split_is_refused_before_training(loaders):
 # --- torch.compile -----------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")  # from inside torch.compile
 def test_compiled_training_then_evaluation_and_sampling_in_the_same_run(loaders, tmp_path):
     if not shutil.which("gcc") and not shutil.which("cc"):
         pytest.skip("torch.compile on a CPU needs a C compiler (gcc), and this machine has none")
