@@ -67,7 +67,7 @@ def add_train(commands):
 def run_train(args):
     from numogpt.distributed import processes
 
-    with processes() as rank:  # lesson 08: under torchrun, one of many processes; only rank 0 prints
+    with processes(args.device or TRAIN_DEFAULTS["device"]) as rank:  # lesson 08: under torchrun, one of many
         _train(args, rank)
 
 

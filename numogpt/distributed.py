@@ -20,11 +20,12 @@ def launched_processes():
 
 
 @contextlib.contextmanager
-def processes():
+def processes(device="auto"):
     """Join torchrun's process group for the block (when it started more than one process);
     yields this process's rank. Only process 0 prints: the others' stdout goes nowhere.
 
-    Each process gets GPU number LOCAL_RANK of its machine when there are GPUs.
+    Unless `device` (the command's --device) keeps the run off the GPUs, each process gets
+    GPU number LOCAL_RANK of its machine.
     """
     if launched_processes() == 1:
         yield 0
@@ -33,7 +34,7 @@ def processes():
     import torch.distributed as dist
 
     local_rank = int(os.environ["LOCAL_RANK"])
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and (device == "auto" or device.startswith("cuda")):
         if local_rank >= torch.cuda.device_count():
             raise ValueError(f"torchrun started process {local_rank} on a machine with {torch.cuda.device_count()} "
                              f"GPU(s): use --nproc_per_node={torch.cuda.device_count()} (one process per GPU)")
