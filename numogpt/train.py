@@ -17,6 +17,10 @@ that a run can resume from exactly.
 
 Any model with `forward(idx, targets) -> (logits, loss)` trains here: numogpt's GPT
 (lesson 04) is the one the course uses.
+
+Lesson 08 runs the same loop on bigger hardware: any device, mixed precision, torch.compile,
+gradient accumulation and many processes under torchrun. Its parts are marked "lesson 08";
+with TrainConfig's defaults they do nothing.
 """
 import dataclasses
 import functools

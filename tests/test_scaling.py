@@ -26,7 +26,9 @@ from numogpt.train import (
     train,
 )
 
-from tests.test_train import VOCAB, quiet as lesson05_quiet, tiny_gpt as lesson05_gpt
+from tests.test_train import TINY, VOCAB, run_command
+from tests.test_train import quiet as lesson05_quiet
+from tests.test_train import tiny_gpt as lesson05_gpt
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
@@ -219,12 +221,13 @@ SMALL = ["--preset", "nano", "--block-size", "16", "--batch-size", "8", "--eval-
          "--lr-decay-iters", "30"]
 
 
-def command(out, *argv, processes=1):
-    """Run `python -m numogpt train` (under torchrun with processes > 1); its stdout."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+def torchrun(out, *argv):
+    """Run `torchrun --nproc_per_node=2 -m numogpt train ...` (as python -m torch.distributed.run, which
+    is what the torchrun script runs); its stdout."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*(launcher if processes > 1 else [sys.executable]), "-m", "numogpt", "train", *argv,
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([*launcher, "-m", "numogpt", "train", *argv, "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -233,12 +236,13 @@ def command(out, *argv, processes=1):
 def two_process_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
     # 2 slices per process: DDP syncs the gradients on the last one only
-    return out, command(out, *SMALL, "--max-iters", "30", "--grad-accum", "2", processes=2)
+    return out, torchrun(out, *SMALL, "--max-iters", "30", "--grad-accum", "2")
 
 
-def test_two_processes_learn_what_one_process_learns_and_report_once(two_process_run, tmp_path):
+def test_two_processes_learn_what_one_process_learns_and_report_once(two_process_run, tmp_path, capsys):
     two, printed = two_process_run
-    one = command(tmp_path, *SMALL, "--max-iters", "30")
+    code, one, _ = run_command(capsys, *SMALL, "--max-iters", "30", "--out", str(tmp_path))  # one process, here
+    assert code == 0
     assert printed.count("validation loss") == 1 and printed.count("characters ->") == 1  # rank 0 alone prints
     assert "2 process(es)" in printed and "1 process(es)" in one
     assert sorted(p.name for p in two.iterdir()) == ["checkpoint.pt", "loss.png"]  # one checkpoint
@@ -253,8 +257,8 @@ def test_two_processes_learn_what_one_process_learns_and_report_once(two_process
 
 def test_two_processes_stopped_and_resumed_end_as_a_straight_run(two_process_run, tmp_path):
     two, _ = two_process_run
-    command(tmp_path, *SMALL, "--max-iters", "10", "--grad-accum", "2", processes=2)
-    command(tmp_path, "--resume", "--max-iters", "30", processes=2)
+    torchrun(tmp_path, *SMALL, "--max-iters", "10", "--grad-accum", "2")
+    torchrun(tmp_path, "--resume", "--max-iters", "30")
     straight, resumed = load_checkpoint(two / "checkpoint.pt"), load_checkpoint(tmp_path / "checkpoint.pt")
     assert resumed["step"] == 30 and len(resumed["rng_states"]) == 2
     for name in straight["model"]:
@@ -267,7 +271,6 @@ def test_two_processes_stopped_and_resumed_end_as_a_straight_run(two_process_run
 
 def test_the_command_documents_and_checks_its_lesson_08_options(tmp_path, capsys):
     from numogpt.__main__ import main
-    from tests.test_train import TINY, run_command
 
     code, out, _ = run_command(capsys, "--help")
     assert code == 0 and all(option in out for option in ("--dtype", "--compile", "--grad-accum", "auto"))
