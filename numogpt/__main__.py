@@ -17,7 +17,8 @@ The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole an
 """
 TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="char", preset="gpt-numo", block_size=None,
                       batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=1000, eval_interval=None,
-                      seed=0, device="cpu")
+                      seed=0, device="auto", dtype="auto", compile=False, grad_accum=1)
+CHANGEABLE_ON_RESUME = "--max-iters, --eval-interval, --device, --compile and --grad-accum"
 
 
 def add_train(commands):
@@ -45,9 +46,21 @@ def add_train(commands):
     p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
     p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run saved in OUT/checkpoint.pt, with its settings (only --max-iters, "
-                        "--eval-interval and --device may change; others may be repeated unchanged)")
-    p.add_argument("--device", help=f"cpu, cuda, cuda:N or mps (default {d['device']})")
+                   help=f"continue the run saved in OUT/checkpoint.pt, with its settings (only {CHANGEABLE_ON_RESUME} "
+                        f"may change; others may be repeated unchanged)")
+    # lesson 08: the same run on bigger hardware; `torchrun --nproc_per_node=N -m numogpt train ...`
+    # runs it on N processes (the batch size stays the whole batch: each process takes 1/N of it)
+    p.add_argument("--device", help=f"auto (a CUDA GPU, else MPS, else the CPU), cpu, cuda, cuda:N or mps "
+                                    f"(default {d['device']})")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="precision of the forward pass (torch.autocast; weights stay float32): auto is bfloat16 on "
+                        "GPUs that have it, else float16 with a gradient scaler on CUDA, else float32 "
+                        f"(default {d['dtype']}; fixed for the run)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model for the training steps (slow to start, faster per step)")
+    p.add_argument("--grad-accum", type=int, metavar="N",
+                   help="gradient accumulation: run each batch in N slices, adding up their gradients (the same step "
+                        f"in less memory; the batch size must be a multiple of N; default {d['grad_accum']})")
     add_task_options(p)
     p.set_defaults(run=run_train)
 
@@ -55,6 +68,14 @@ def add_train(commands):
 def run_train(args):
     if any(getattr(args, name) is not None for name in TASK_OPTIONS) or _resumes_a_task(args):
         return run_task_train(args)
+
+    from numogpt.distributed import processes
+
+    with processes(args.device or TRAIN_DEFAULTS["device"]) as rank:  # lesson 08: under torchrun, one of many
+        _train(args, rank)
+
+
+def _train(args, rank):
     import matplotlib
 
     matplotlib.use("Agg")  # write PNGs; no window
@@ -62,7 +83,8 @@ def run_train(args):
 
     from numogpt.data import make_loaders
     from numogpt.model import GPT
-    from numogpt.train import TrainConfig, evaluate, load_checkpoint, train
+    from numogpt.distributed import launched_processes
+    from numogpt.train import TrainConfig, evaluate, load_checkpoint, resolve_device, train
     from numogpt.viz import plot_loss_curves
 
     path = Path(args.out) / "checkpoint.pt"
@@ -78,13 +100,17 @@ def run_train(args):
     config = TrainConfig(max_iters=settings["max_iters"], learning_rate=settings["lr"],
                          min_lr=settings["lr"] / 10, warmup_iters=min(100, settings["lr_decay_iters"] // 10),
                          lr_decay_iters=settings["lr_decay_iters"], eval_interval=settings["eval_interval"],
-                         seed=settings["seed"], device=settings["device"])
+                         seed=settings["seed"], device=settings["device"], dtype=settings["dtype"],
+                         compile=settings["compile"], grad_accum=settings["grad_accum"])
     torch.manual_seed(settings["seed"])  # the initial weights
     model = GPT(model_config)
     c = model_config
     print(f"{len(text):,} characters -> {len(ids):,} {settings['tokenizer']} tokens (vocabulary {c.vocab_size}); "
           f"model {settings['preset']}: {c.n_layer} layers, {c.n_head} heads, {c.n_embd} dims, "
           f"block {c.block_size}, {model.num_params():,} parameters")
+    print(f"on {resolve_device(settings['device'])} in {settings['dtype']}" + ", compiled" * settings["compile"]
+          + f"; {launched_processes()} process(es) x {settings['grad_accum']} slice(s) of each batch of "
+            f"{settings['batch_size']}")
     try:
         history = train(model, train_loader, val_loader, config, checkpoint=path, resume=args.resume,
                         tokenizer=tokenizer, command=settings)
@@ -93,6 +119,8 @@ def run_train(args):
             raise SystemExit("\ninterrupted before the first checkpoint") from None
         raise SystemExit(f"\ninterrupted. {path} holds step {load_checkpoint(path)['step']}; continue with: "
                          f"python -m numogpt train --resume --out {args.out}") from None
+    if rank != 0:  # lesson 08: process 0 reports for all
+        return
     loss, perplexity = evaluate(model, val_loader)
     plot_loss_curves(history).savefig(path.parent / "loss.png")
     print(f"validation loss {loss:.4f}, perplexity {perplexity:.2f} (the whole validation split)")
@@ -104,12 +132,14 @@ def _given(args):
     from numogpt.train import resolve_device
 
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
-    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval"):
+    for name in ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval", "grad_accum"):
         if name in given and given[name] < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be 1 or more, got {given[name]}")
     if "lr" in given and not given["lr"] > 0:
         raise ValueError(f"--lr must be > 0, got {given['lr']}")
     resolve_device(given.get("device", "cpu"))  # a device this machine lacks fails now, not after loading
+    if given.get("dtype") == "auto":
+        del given["dtype"]  # auto: a new run's best choice, a resumed run's own
     return given
 
 
@@ -117,9 +147,11 @@ def _new_settings(args):
     """A new run: (settings, text, tokenizer, model config) from the options and the defaults."""
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
+    from numogpt.train import resolve_device, resolve_dtype
 
     given = _given(args)
     settings = {**TRAIN_DEFAULTS, **given}
+    settings["dtype"] = resolve_dtype(settings["dtype"], resolve_device(settings["device"]))  # saved as chosen
     text = load_corpus(settings["data"])  # a missing file or unknown name -> ValueError naming it
     if Path(settings["data"]).exists():
         settings["data"] = str(Path(settings["data"]).resolve())  # --resume may run from another folder
@@ -136,7 +168,7 @@ def _resume_settings(args, path):
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
     from numogpt.tokenizer import tokenizer_from_dict
-    from numogpt.train import changed_on_resume, load_checkpoint
+    from numogpt.train import BEFORE_LESSON_08, changed_on_resume, load_checkpoint
 
     given = _given(args)
     if not path.is_file():
@@ -145,7 +177,7 @@ def _resume_settings(args, path):
     checkpoint = load_checkpoint(path)
     if "command" not in checkpoint:
         raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
-    saved = checkpoint["command"]
+    saved = {**BEFORE_LESSON_08, **checkpoint["command"]}
     if "data" in given and Path(given["data"]).exists():
         given["data"] = str(Path(given["data"]).resolve())  # saved resolved, see _new_settings
     # repeating a setting with the checkpoint's own value is fine; changing it is not (one rule
@@ -155,7 +187,7 @@ def _resume_settings(args, path):
         raise ValueError(f"--resume continues the run in {path} with its own settings: "
                          + ", ".join(f"--{name.replace('_', '-')} {new} (the checkpoint has {old})"
                                      for name, old, new in changed)
-                         + "; drop them (only --max-iters, --eval-interval and --device may change)")
+                         + f"; drop them (only {CHANGEABLE_ON_RESUME} may change)")
     settings = {**saved, **given}
     return (settings, load_corpus(settings["data"]), tokenizer_from_dict(checkpoint["tokenizer"]),
             GPTConfig(**checkpoint["model_config"]))
@@ -247,6 +279,8 @@ def add_sample(commands):
     p.add_argument("--top-p", type=float, default=None, help="sample only among the most likely tokens that make up this probability")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step (slower, same text)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default cpu; the same seed gives "
+                                                   "other text on another device)")
     p.set_defaults(run=run_sample)
 
 
@@ -257,17 +291,18 @@ def run_sample(args):
     from numogpt.tasks import load_task
     from numogpt.train import load_model
 
-    model, tokenizer = load_model(args.checkpoint)
+    model, tokenizer = load_model(args.checkpoint, device=args.device)
     task = load_task(args.checkpoint)
     if task is not None:  # lesson 07: a model trained on a task answers its problem, greedily
         print(task.answer(model, args.prompt))
         return
+    device = next(model.parameters()).device
     if tokenizer is None:
         raise ValueError(f"{args.checkpoint} holds no tokenizer, so the prompt cannot be encoded: "
                          f"save the checkpoint with tokenizer=...")
     pieces = stream_text(model, tokenizer, args.prompt, args.max_new_tokens, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, use_cache=not args.no_cache,
-                         generator=torch.Generator().manual_seed(args.seed))
+                         generator=torch.Generator(device).manual_seed(args.seed))
     print(args.prompt, end="", flush=True)
     try:
         for piece in pieces:

@@ -250,7 +250,9 @@ def stream_text(model, tokenizer, prompt, max_new_tokens, **options):
     if not ids:
         raise ValueError(f"the prompt {prompt!r} has no tokens: give it some text to continue")
     eot_id = getattr(tokenizer, "eot_id", None)  # None for tokenizers without <|endoftext|>
-    steps = stream(model, torch.tensor([ids]), max_new_tokens, eot_id=eot_id, **options)
+    weight = next(model.parameters(), None)  # the prompt goes where the model is (a stand-in may have no weights)
+    prompt_ids = torch.tensor([ids], device=weight.device if weight is not None else "cpu")  # (1, T)
+    steps = stream(model, prompt_ids, max_new_tokens, eot_id=eot_id, **options)
     return _text_pieces(tokenizer, ids, steps, eot_id)
 
 

@@ -17,12 +17,16 @@ that a run can resume from exactly.
 
 Any model with `forward(idx, targets) -> (logits, loss)` trains here: numogpt's GPT
 (lesson 04) is the one the course uses.
+
+Lesson 08 runs the same loop on bigger hardware: any device, mixed precision, torch.compile,
+gradient accumulation and many processes under torchrun. Its parts are marked "lesson 08";
+with TrainConfig's defaults they do nothing.
 """
 import dataclasses
 import functools
 import itertools
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +59,20 @@ class TrainConfig:
     eval_interval: int = 250  # evaluate (and save the checkpoint) every this many steps
     eval_iters: int | None = 20  # validation batches per evaluation (None: the whole split)
     seed: int = 0  # the weights' random init is the caller's; this seeds data order and dropout
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps", or "auto" (the best one here)
     progress: bool = True  # show a tqdm progress bar and a line per evaluation
+    # lesson 08: the same run on bigger hardware
+    dtype: str = "float32"  # the forward's precision: float32, bfloat16, float16 (see Precision) or auto
+    compile: bool = False  # torch.compile the model for the training steps
+    grad_accum: int = 1  # run each batch in this many slices, adding up their gradients
 
     def __post_init__(self):
         for name in ("max_iters", "eval_interval"):
             require_int(name, getattr(self, name), least=1)
         require_int("warmup_iters", self.warmup_iters, least=0)
+        require_int("grad_accum", self.grad_accum, least=1)
+        if self.dtype not in ("auto", *DTYPES):
+            raise ValueError(f"unknown dtype {self.dtype!r}: use one of auto, {', '.join(DTYPES)}")
         if self.lr_decay_iters is not None:
             require_int("lr_decay_iters", self.lr_decay_iters, least=self.warmup_iters + 1)
         if self.eval_iters is not None:
@@ -297,28 +308,45 @@ def rng_kept(device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
+def best_device():
+    """Lesson 08: the fastest device here: a CUDA GPU, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def resolve_device(name):
-    """torch.device(name), or a ValueError if this machine does not have it."""
+    """torch.device(name) ("auto": best_device()), or a ValueError if this machine does not have it."""
+    if name == "auto":
+        name = best_device()
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {name!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise ValueError(f"unknown device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
     available = {
         "cpu": True,
         "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
         "mps": torch.backends.mps.is_available(),
     }.get(device.type, False)
     if not available:
-        raise ValueError(f"device {name!r} is not available on this machine: use 'cpu'")
+        raise ValueError(f"device {name!r} is not available on this machine: use 'cpu' (or 'auto')")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # under torchrun: this process's GPU
     return device
 
 
 # --- resuming ------------------------------------------------------------------------------------
 
-# What a resumed run may change: how long it runs, how often it looks, and where it runs.
-# Anything else would make another run than the one saved. `python -m numogpt train --resume`
-# follows the same rule, through `changed_on_resume`.
-MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "device", "progress")
+# What a resumed run may change: how long it runs, how often it looks, and where and how fast it
+# runs: the device, compiling, and how many slices a batch is cut into (lesson 08: each learns
+# the same model, to float rounding). Anything else would make another run than the one saved:
+# the dtype too, since lower precision changes what the run computes (and a float16 run has a
+# gradient scaler in its state). `python -m numogpt train --resume` follows the same rule,
+# through `changed_on_resume`.
+MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "device", "progress", "compile", "grad_accum")
+BEFORE_LESSON_08 = {"dtype": "float32", "compile": False, "grad_accum": 1}  # what older checkpoints ran with
 
 
 def changed_on_resume(saved, given):
@@ -328,15 +356,17 @@ def changed_on_resume(saved, given):
             if name not in MAY_CHANGE_ON_RESUME and saved.get(name) != value]
 
 
-def resume_run(checkpoint, model, optimizer, config, train_loader, device):
-    """Load a run saved by `train` into `model` and `optimizer`; return its (step, history)."""
+def resume_run(checkpoint, model, optimizer, precision, config, train_loader, device):
+    """Load a run saved by `train` into `model`, `optimizer` and `precision` (its float16
+    gradient scaler); return its (step, history)."""
     state = load_checkpoint(checkpoint)
     missing = [k for k in ("optimizer", "history", "rng_state", "batches_per_epoch", "train_config")
                if state.get(k) is None]
     if missing:
         raise ValueError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} "
                          f"(only checkpoints written by train() can be)")
-    changed = changed_on_resume(state["train_config"], dataclasses.asdict(config))
+    saved = {**BEFORE_LESSON_08, **state["train_config"]}
+    changed = changed_on_resume(saved, dataclasses.asdict(config))
     if changed:
         raise ValueError(f"{checkpoint} was trained with other settings: "
                          + "; ".join(f"{name}={old!r} in the checkpoint, {new!r} now" for name, old, new in changed)
@@ -352,7 +382,15 @@ def resume_run(checkpoint, model, optimizer, config, train_loader, device):
     if state["step"] > config.max_iters:
         raise ValueError(f"the checkpoint is at step {state['step']}, past max_iters={config.max_iters}: "
                          f"raise max_iters to continue it")
-    set_rng_state(state["rng_state"], device)
+    if state.get("grad_scaler"):
+        precision.scaler.load_state_dict(state["grad_scaler"])
+    # lesson 08: each process its own random state; a process the saved run did not have starts afresh
+    rank = rank_and_world()[0]
+    states = state.get("rng_states") or [state["rng_state"]]
+    if rank < len(states):
+        set_rng_state(states[rank], device)
+    else:
+        torch.manual_seed(config.seed + rank)
     return state["step"], state["history"]
 
 
@@ -360,6 +398,107 @@ def _data_order(train_loader):
     """What fixes the training order, saved so that a resumed run can check it is on the same data."""
     sampler = train_loader.batch_sampler
     return {"batches_per_epoch": len(sampler), "data_seed": getattr(sampler, "seed", 0)}
+
+
+# --- lesson 08: lower precision, slices of a batch, many processes ----------------------------------
+# A lesson-05 reader can skip this section: with the defaults (float32, one slice, one process)
+# each piece below does nothing.
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name, device):
+    """The dtype's name, with "auto" chosen for `device`: bfloat16 on a CUDA GPU that has it
+    (Ampere and later), float16 on an older CUDA GPU, float32 elsewhere (a CPU computes
+    bfloat16 slowly unless it has matrix units for it, and MPS autocast is young)."""
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+class Precision:
+    """Mixed precision: the weights stay float32; inside `autocast()` the matrix multiplies run
+    in `dtype` (half the memory traffic, and GPUs have fast units for it), while PyTorch keeps
+    the sums that need it (softmax, layer norm, the loss) in float32.
+
+    bfloat16 has float32's range, so nothing overflows. float16 overflows above 65504 and
+    rounds small gradients to 0, so its `scaler` multiplies the loss by a large factor before
+    backward and divides the gradients by it before the step, skipping steps whose gradients
+    overflowed (and lowering the factor). With float32 both do nothing.
+    """
+
+    def __init__(self, dtype, device):
+        self.dtype = DTYPES[dtype]
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+
+def rank_and_world():
+    """(this process's rank, how many processes): (0, 1) unless torchrun started several."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def require_splits(batch_size, grad_accum, world_size):
+    """A ValueError unless a batch of `batch_size` cuts into world_size x grad_accum equal slices."""
+    if batch_size % (grad_accum * world_size):
+        raise ValueError(f"a batch of {batch_size} does not split into {world_size} process(es) x grad_accum "
+                         f"{grad_accum}: make the batch size a multiple of {grad_accum * world_size}")
+
+
+def micro_batches(x, y, grad_accum=1, rank=0, world_size=1):
+    """This process's slices of the batch (x, y) (B, T), each with its share of the batch's loss.
+
+    The batch is cut into world_size * grad_accum equal slices, and process `rank` takes
+    grad_accum of them, so the data is the same whatever the split. A slice's loss is a mean
+    over its own target tokens; weighted by share = its tokens / the batch's tokens, the
+    slices' losses add up to the mean over the whole batch, and so do their gradients.
+
+    >>> x = y = torch.arange(8).view(4, 2)
+    >>> [(xs.tolist(), share) for xs, _, share in micro_batches(x, y, grad_accum=2, rank=1, world_size=2)]
+    [([[4, 5]], 0.25), ([[6, 7]], 0.25)]
+    """
+    require_splits(x.size(0), grad_accum, world_size)
+    parts = world_size * grad_accum
+    counted = (y != IGNORE_INDEX).sum().item()
+    for xs, ys in list(zip(x.chunk(parts), y.chunk(parts)))[rank * grad_accum:(rank + 1) * grad_accum]:
+        yield xs, ys, (ys != IGNORE_INDEX).sum().item() / counted
+
+
+def sum_over_processes(value, device):
+    """The sum of a float over all processes (itself, with one)."""
+    if rank_and_world()[1] == 1:
+        return value
+    total = torch.tensor(value, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    return total.item()
+
+
+def model_for_steps(model, config, device):
+    """The module the training steps call: `model`, wrapped in DistributedDataParallel under
+    torchrun (it averages the gradients over the processes during backward) and compiled with
+    config.compile. Evaluation, callbacks and checkpoints use `model` itself: the weights are
+    the same tensors, and it needs no recompiling for eval mode or a growing KV cache."""
+    if rank_and_world()[1] > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if config.compile else model
+
+
+def all_rng_states(device):
+    """Every process's random state, by rank (each draws its own dropout)."""
+    states = [None] * rank_and_world()[1]
+    if len(states) == 1:
+        return [rng_state(device)]
+    torch.distributed.all_gather_object(states, rng_state(device))
+    return states
 
 
 # --- the training loop ----------------------------------------------------------------------------
@@ -370,35 +509,69 @@ def set_learning_rate(optimizer, lr):
         group["lr"] = lr
 
 
-def train_step(model, optimizer, x, y, grad_clip):
-    """One optimizer step on the batch (x, y); returns the loss before the step (a float)."""
-    _, loss = model(x, y)
-    if not torch.isfinite(loss):
-        raise ValueError(f"the loss became {loss.item()}: lower the learning rate or check the data; "
-                         f"the last checkpoint is intact")
+def train_step(model, optimizer, x, y, grad_clip, grad_accum=1, precision=None):
+    """One optimizer step on the batch (x, y); returns its mean loss before the step (a float).
+
+    With the defaults: forward, backward, clip, step. Lesson 08's parts (marked) run the batch
+    as `grad_accum` slices whose gradients add up (the same step in less memory), under
+    mixed precision (`precision`), and as one of many processes (DDP: each takes its share).
+    """
+    precision = precision or Precision("float32", x.device)
+    device = x.device
+    rank, world_size = rank_and_world()
     optimizer.zero_grad(set_to_none=True)  # gradients add up until cleared
-    loss.backward()
+    slices = list(micro_batches(x, y, grad_accum, rank, world_size))
+    total = 0.0
+    for i, (xs, ys, share) in enumerate(slices):
+        # lesson 08: DDP syncs gradients on the last slice only (model.no_sync() before it)
+        syncing = i == len(slices) - 1 or not hasattr(model, "no_sync")
+        with precision.autocast(), nullcontext() if syncing else model.no_sync():
+            _, loss = model(xs, ys)
+        if not torch.isfinite(loss):
+            raise ValueError(f"the loss became {loss.item()}: lower the learning rate or check the data; "
+                             f"the last checkpoint is intact")
+        # DDP averages gradients over the processes: times world_size, they add up to the batch's
+        precision.scaler.scale(loss * share * world_size).backward()
+        total += loss.item() * share
     if grad_clip is not None:
+        precision.scaler.unscale_(optimizer)  # lesson 08: clip the true gradients, not scaled ones
         # scale all gradients down together if their joint norm exceeds grad_clip:
         # one unlucky batch cannot throw the weights far away
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return loss.item()
+    precision.scaler.step(optimizer)  # optimizer.step(), unless float16 gradients overflowed
+    precision.scaler.update()
+    return sum_over_processes(total, device)
 
 
-def evaluate_and_save(step, model, optimizer, val_loader, config, history, callbacks, checkpoint, log, saved):
-    """Evaluate at `step`, call the callbacks, and write the checkpoint (when there is a path)."""
-    loss, perplexity = evaluate(model, val_loader, config.eval_iters)
-    history["val"].append((step, loss))
-    if config.progress:
-        log(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
+def evaluate_and_save(step, model, optimizer, precision, val_loader, config, history, callbacks, checkpoint, log,
+                      saved):
+    """Evaluate at `step`, call the callbacks, and write the checkpoint (when there is a path).
+
+    Lesson 08: under torchrun every process calls this; process 0 alone evaluates, calls back
+    and writes, and the others wait for its validation loss.
+    """
     device = next(model.parameters()).device
-    with eval_mode(model), rng_kept(device):  # sampling in a callback must not change the run
-        for callback in callbacks:
-            callback(step, model, history)
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, model, optimizer, step=step, history=history,
-                        train_config=dataclasses.asdict(config), rng_state=rng_state(device), **saved)
+    rng_states = all_rng_states(device)  # lesson 08: one per process; with one, [rng_state(device)]
+    rank, world_size = rank_and_world()
+    if rank == 0:
+        loss, perplexity = evaluate(model, val_loader, config.eval_iters)
+        history["val"].append((step, loss))
+        if config.progress:
+            log(f"step {step}: val loss {loss:.4f}, perplexity {perplexity:.2f}")
+        with eval_mode(model), rng_kept(device):  # sampling in a callback must not change the run
+            for callback in callbacks:
+                callback(step, model, history)
+        if checkpoint is not None:
+            many = {"rng_states": rng_states} if world_size > 1 else {}
+            scaler = {"grad_scaler": precision.scaler.state_dict()} if precision.scaler.is_enabled() else {}
+            save_checkpoint(checkpoint, model, optimizer, step=step, history=history,
+                            train_config=dataclasses.asdict(config), rng_state=rng_states[0],
+                            **many, **scaler, **saved)
+    if world_size > 1:  # lesson 08: the others wait here, then keep the same history
+        shared = [history["val"][-1] if rank == 0 else None]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        if rank != 0:
+            history["val"].append(shared[0])
 
 
 def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=None, resume=False, **extra):
@@ -415,22 +588,34 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
 
     history = {"train": [(step, loss)], "val": [(step, loss)], "lr": [lr per step]}.
     A loss that becomes NaN or infinite stops the run with a ValueError naming the step.
+
+    Lesson 08: config.device, dtype, compile and grad_accum run the same training faster or in
+    less memory. Under torchrun (a process group joined, see numogpt.distributed) every process
+    calls train with the same arguments and takes its share of each batch; process 0 alone
+    shows progress, evaluates, calls back and writes the checkpoint.
     """
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
     device = resolve_device(config.device)
+    config = dataclasses.replace(config, dtype=resolve_dtype(config.dtype, device))  # lesson 08: "auto" -> a dtype
+    rank, world_size = rank_and_world()  # lesson 08: (0, 1) unless torchrun started several processes
+    if isinstance(train_loader.batch_sampler, ShuffledBatches):  # else batches_from says what is wrong
+        require_splits(train_loader.batch_sampler.batch_size, config.grad_accum, world_size)
     model.to(device)
     optimizer = configure_optimizer(model, config)
+    precision = Precision(config.dtype, device)
     step, history = 0, {"train": [], "val": [], "lr": []}
     if resume:
-        step, history = resume_run(checkpoint, model, optimizer, config, train_loader, device)
+        step, history = resume_run(checkpoint, model, optimizer, precision, config, train_loader, device)
     else:
-        torch.manual_seed(config.seed)  # dropout's random draws
+        torch.manual_seed(config.seed + rank)  # dropout's random draws (lesson 08: each process its own)
     model.train()
-    bar = tqdm(total=config.max_iters, initial=step, disable=not config.progress, desc="training")
-    evaluate_and_save_at = functools.partial(evaluate_and_save, model=model, optimizer=optimizer, val_loader=val_loader,
-                             config=config, history=history, callbacks=callbacks, checkpoint=checkpoint,
-                             log=bar.write, saved={**_data_order(train_loader), **extra})
+    step_model = model_for_steps(model, config, device)  # lesson 08: `model`, or it compiled / under DDP
+    bar = tqdm(total=config.max_iters, initial=step, disable=not config.progress or rank != 0, desc="training")
+    evaluate_and_save_at = functools.partial(evaluate_and_save, model=model, optimizer=optimizer, precision=precision,
+                                             val_loader=val_loader, config=config, history=history,
+                                             callbacks=callbacks, checkpoint=checkpoint, log=bar.write,
+                                             saved={**_data_order(train_loader), **extra})
     with bar:
         if not history["val"] or history["val"][-1][0] != step:  # a resumed run has evaluated here
             evaluate_and_save_at(step)
@@ -438,7 +623,8 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
             lr = lr_at(step, config)
             set_learning_rate(optimizer, lr)
             try:
-                loss = train_step(model, optimizer, x.to(device), y.to(device), config.grad_clip)
+                loss = train_step(step_model, optimizer, x.to(device), y.to(device), config.grad_clip,
+                                  config.grad_accum, precision)
             except ValueError as e:
                 raise ValueError(f"step {step} (learning rate {lr:.2e}): {e}") from None
             history["train"].append((step, loss))

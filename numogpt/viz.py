@@ -459,6 +459,12 @@ def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup
     return _finished(fig)
 
 
+def _running_mean(losses):
+    window = max(1, len(losses) // 25)  # a mean over ~4% of the run smooths the batch noise
+    return [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+            for i in range(len(losses))]
+
+
 def plot_loss_curves(history, title="training and validation loss"):
     """Loss against step from a `train` history: each batch's loss (faint), its running
     mean, and the validation loss at every evaluation (dots)."""
@@ -466,10 +472,7 @@ def plot_loss_curves(history, title="training and validation loss"):
     if history["train"]:
         steps, losses = zip(*history["train"])
         ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
-        window = max(1, len(losses) // 25)  # a mean over ~4% of the run smooths the batch noise
-        smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
-                  for i in range(len(losses))]
-        ax.plot(steps, smooth, color="tab:blue", label="train (running mean)")
+        ax.plot(steps, _running_mean(losses), color="tab:blue", label="train (running mean)")
     if history["val"]:
         steps, losses = zip(*history["val"])
         ax.plot(steps, losses, "o-", color="tab:orange", markersize=4, label="validation")
@@ -592,7 +595,7 @@ def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
 
 def plot_accuracy_curves(curves, title="exact match on held-out problems"):
     """Exact match against step, one line per run: curves = {label: [(step, accuracy), ...]}."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = _subplots(figsize=(6, 3.4))
     for label, points in curves.items():
         steps, accuracies = zip(*points)
         ax.plot(steps, [100 * a for a in accuracies], "o-", markersize=3, label=label)
@@ -602,3 +605,59 @@ def plot_accuracy_curves(curves, title="exact match on held-out problems"):
     ax.set_title(title, fontsize=10)
     ax.legend()
     return _finished(fig)
+
+
+# --- lesson 08: scaling ----------------------------------------------------------------------
+
+_PROCESS_COLOURS = ["#a5d8ff", "#b2f2bb", "#ffd8a8", "#d0bfff"]
+
+
+def plot_data_parallel(world_size=2, grad_accum=2):
+    """Data parallelism as a picture: one global batch of rows, cut into world_size x grad_accum
+    slices; each process runs its own slices through its own copy of the model, adding up the
+    gradients; an all-reduce averages them; every copy then takes the same optimizer step."""
+    width, gap = 3.0, 0.4  # of one process's column
+    fig, ax = _subplots(figsize=(1.2 + 2.3 * world_size, 3.2))
+    for rank in range(world_size):
+        x0, colour = rank * (width + gap), _PROCESS_COLOURS[rank % len(_PROCESS_COLOURS)]
+        for j in range(grad_accum):  # this process's slices of the global batch
+            ax.add_patch(Rectangle((x0 + j * width / grad_accum, 2.4), 0.92 * width / grad_accum, 0.5,
+                                   facecolor=colour, edgecolor="#888888"))
+            ax.text(x0 + (j + 0.46) * width / grad_accum, 2.65, f"slice {rank * grad_accum + j}",
+                    ha="center", va="center", fontsize=8)
+        ax.annotate("", xy=(x0 + width / 2, 1.75), xytext=(x0 + width / 2, 2.35),
+                    arrowprops=dict(arrowstyle="->", color="#777777"))
+        ax.add_patch(FancyBboxPatch((x0, 1.05), width, 0.65, boxstyle="round,pad=0.04", facecolor=colour,
+                                    edgecolor="#888888"))
+        ax.text(x0 + width / 2, 1.375, f"process {rank}: its copy of the model\nforward + backward per slice,\n"
+                                       f"gradients add up", ha="center", va="center", fontsize=8)
+        ax.annotate("", xy=(x0 + width / 2, 0.55), xytext=(x0 + width / 2, 1.0),
+                    arrowprops=dict(arrowstyle="<->", color="#777777"))
+    total = world_size * (width + gap) - gap
+    ax.add_patch(FancyBboxPatch((0, 0.0), total, 0.5, boxstyle="round,pad=0.04", facecolor="#ffec99",
+                                edgecolor="#888888"))
+    ax.text(total / 2, 0.25, "all-reduce: every process gets the average gradient, and all take the same step",
+            ha="center", va="center", fontsize=8)
+    ax.text(total / 2, 3.1, f"one global batch (--batch-size), cut into {world_size} x {grad_accum} slices",
+            ha="center", va="center", fontsize=9)
+    ax.set_xlim(-0.2, total + 0.2)
+    ax.set_ylim(-0.2, 3.3)
+    ax.axis("off")
+    return _finished(fig)
+
+
+def plot_runs(histories, title="training loss of the same command"):
+    """The training loss (running mean) of several runs on one axis: {label: train history}.
+
+    Each line is dashed a little differently, so runs that agree stay visible on top of each other."""
+    fig, ax = _subplots(figsize=(6, 3.2))
+    styles = ["-", "--", ":", "-."]
+    for n, (label, history) in enumerate(histories.items()):
+        steps, losses = zip(*history["train"])
+        ax.plot(steps, _running_mean(losses), styles[n % 4], linewidth=2.2 - 0.5 * n, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (running mean)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _finished(fig)
+

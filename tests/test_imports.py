@@ -32,6 +32,7 @@ LESSON = {
     "numogpt.train": 5,
     "numogpt.sample": 6,
     "numogpt.tasks": 7,
+    "numogpt.distributed": 8,
     **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 9)},
     "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.student": BESIDE, "numogpt.notebooks": BESIDE,
     "numogpt.__main__": BESIDE,
@@ -95,7 +96,7 @@ def loaded_by(statement):
     return json.loads(done.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("n", range(1, 7))
+@pytest.mark.parametrize("n", range(1, 9))
 def test_a_lessons_checks_load_no_later_lesson(n):
     loaded = loaded_by(f"import numogpt.exercises.lesson{n:02d}")
     later = [m for m in loaded if LESSON[m] != BESIDE and LESSON[m] > n]

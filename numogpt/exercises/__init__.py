@@ -15,6 +15,7 @@ earlier ones, so checking lesson 01 never loads the GPT of lesson 04:
     numogpt.exercises.lesson05   notebooks/05_training.ipynb    (numogpt.train)
     numogpt.exercises.lesson06   notebooks/06_sampling.ipynb    (numogpt.sample)
     numogpt.exercises.lesson07   notebooks/07_algorithms.ipynb  (numogpt.tasks)
+    numogpt.exercises.lesson08   notebooks/08_scaling.ipynb     (numogpt.train, numogpt.distributed)
 
 This module holds only what they share, and imports none of them.
 """
