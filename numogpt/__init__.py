@@ -7,6 +7,7 @@ module here, and later lessons import it:
     02 dataset   -> numogpt.data         05 training  -> numogpt.train
     03 attention -> numogpt.attention    06 sampling  -> numogpt.sample
     07 algorithms (sorting, addition) -> numogpt.tasks
+    08 scaling (devices, precision, many processes) -> numogpt.train, numogpt.distributed
 
 The course's files are found from here, never by relative paths, so a notebook runs from
 any folder (the set-up installs numogpt in editable mode, so these point into the clone).
