@@ -9,11 +9,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.functional import cross_entropy, layer_norm  # bound before any check runs
+from torch.nn.functional import cross_entropy, layer_norm, scaled_dot_product_attention  # bound before any check runs
 
+import numogpt.attention
 import numogpt.sample
 from numogpt.exercises import ExerciseError
 from numogpt.exercises.lesson02 import check_loss_ignoring_padding
+from numogpt.exercises.lesson03 import check_attention
 from numogpt.exercises.lesson04 import check_layer_norm
 from numogpt.exercises.lesson05 import check_cross_entropy, check_decayed_names, check_lr_at_step
 from numogpt.exercises.lesson06 import check_top_k_filter, check_top_p_filter
@@ -36,6 +38,10 @@ SHORTCUTS = [
     (check_loss_ignoring_padding, F.cross_entropy, "without `F.cross_entropy`"),
     (check_loss_ignoring_padding, cross_entropy, "without `F.cross_entropy`"),
     (check_loss_ignoring_padding, cross_entropy_in_a_wrapper, "without `F.cross_entropy`"),
+    # lesson 03: attention by hand
+    (check_attention, lambda q, k, v, causal=True: (scaled_dot_product_attention(q, k, v, is_causal=causal), None),
+     "without `F.scaled_dot_product_attention`"),
+    (check_attention, numogpt.attention.attention, "without `numogpt.attention.attention`"),
     # lesson 04: LayerNorm by hand
     (check_layer_norm, lambda x, w, b, eps=1e-5: layer_norm(x, x.shape[-1:], w, b, eps), "without `F.layer_norm`"),
     (check_layer_norm, lambda x, w, b, eps=1e-5: torch.layer_norm(x, x.shape[-1:], w, b, eps), "without `torch.layer_norm`"),
