@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import numogpt.attention
 from numogpt.attention import causal_mask
-from numogpt.exercises.lesson03 import (check_attention, check_masked_softmax, check_merge_heads, check_scaled_scores,
+from numogpt.exercises.lesson03 import (check_attention, check_causal_mask, check_masked_softmax, check_merge_heads, check_scaled_scores,
                                         check_self_attention, check_split_heads)
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
@@ -102,6 +102,25 @@ def test_the_numogpt_layer_passes_its_own_lesson_checks():
 
     check_split_heads(lambda x, h: CausalSelfAttention(x.size(-1), h).split_heads(x))
     check_merge_heads(CausalSelfAttention(8, 2).merge_heads)
+
+
+# --- the causal mask ------------------------------------------------------------------------
+
+def mask_by_hand(t_q, t_k, device=None):
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda t_q, t_k, device=None: torch.ones(t_q, t_k, dtype=torch.bool).tril(), "LAST"),
+    (lambda t_q, t_k, device=None: ~mask_by_hand(t_q, t_k), "True means 'may look'"),
+    (lambda t_q, t_k, device=None: mask_by_hand(t_q, t_k).int(), "dtype torch.bool"),
+    (lambda t_q, t_k, device=None: mask_by_hand(t_k, t_k), "shape"),
+    (lambda t_q, t_k: mask_by_hand(t_q, t_k), "device"),
+    (lambda t_q, t_k, device=None: torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_q - t_k), r"tril\(diagonal"),
+    (not_written, "not written yet"),
+])
+def test_causal_mask(wrong, message, capsys):
+    assert_right_passes_and_wrong_fails(check_causal_mask, mask_by_hand, wrong, message, capsys)
 
 
 # --- attention -------------------------------------------------------------------------------

@@ -112,6 +112,28 @@ def check_merge_heads(merge_heads):
     passed("(B, H, T, D) -> (B, T, C): the heads side by side again")
 
 
+def check_causal_mask(causal_mask):
+    """causal_mask(t_q, t_k, device=None) -> bool (t_q, t_k), True where query i may see key j (the queries last)."""
+    for t_q, t_k in [(4, 4), (2, 5), (1, 3), (3, 6), (1, 1)]:
+        right = library.causal_mask(t_q, t_k)
+        got = attempt(causal_mask, t_q, t_k)
+        expect_tensor_of_shape(got, (t_q, t_k), f"causal_mask({t_q}, {t_k})")
+        expect(got.dtype == torch.bool, f"causal_mask({t_q}, {t_k}) should hold True/False (dtype torch.bool), got "
+                                        f"{got.dtype}: masked_fill and ~ want booleans. Add dtype=torch.bool.")
+        shown = f"causal_mask({t_q}, {t_k}) gave\n{got.int()}\nexpected\n{right.int()}\n"
+        expect(not torch.equal(got, ~right), f"{shown}True means 'may look': the query sees itself and the past, "
+                                             "so True on and below the (shifted) diagonal, not above it.")
+        if t_q < t_k:
+            expect(not torch.equal(got, torch.ones(t_q, t_k, dtype=torch.bool).tril()),
+                   f"{shown}The queries are the LAST {t_q} of the {t_k} positions: query i sits at position "
+                   f"{t_k - t_q} + i and sees keys 0..{t_k - t_q} + i. Shift the diagonal: .tril(diagonal=t_k - t_q).")
+        expect(torch.equal(got, right), f"{shown}torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_k - t_q)")
+    got = attempt(causal_mask, 2, 3, device="cpu")
+    expect(torch.equal(got, library.causal_mask(2, 3)), "causal_mask(2, 3, device='cpu') should make the same mask "
+                                                         "on that device: pass device= to torch.ones.")
+    passed("causal_mask: True on and below the diagonal, shifted so the queries are the last positions")
+
+
 def check_attention(attention):
     """attention(q, k, v, causal=True) -> (out, weights), as numogpt.attention.attention (without dropout)."""
     g = torch.Generator().manual_seed(8)
