@@ -35,6 +35,21 @@ def _finished(fig):
     return fig
 
 
+# --- the code behind a lesson -----------------------------------------------------------------
+
+
+def show_source(obj):
+    """Print the source of a numogpt function, class or method, and where it lives.
+
+    The lessons use it wherever they lean on library code the learner did not write, so that
+    nothing central is a black box.
+    """
+    lines, first = inspect.getsourcelines(obj)
+    where = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
+    print(f"# {where}, line {first}")
+    print("".join(lines).rstrip())
+
+
 # --- lesson 01: the tokenizer -------------------------------------------------------------
 
 
@@ -590,17 +605,3 @@ def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
     button.on_click(sample)
     return widgets.VBox([prompt_box, widgets.HBox([temperature, top_k]), widgets.HBox([top_p, length]), button, page])
 
-
-# --- the code behind a lesson -----------------------------------------------------------------
-
-
-def show_source(obj):
-    """Print the source of a numogpt function, class or method, and where it lives.
-
-    The lessons use it wherever they lean on library code the learner did not write, so that
-    nothing central is a black box.
-    """
-    lines, first = inspect.getsourcelines(obj)
-    where = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
-    print(f"# {where}, line {first}")
-    print("".join(lines).rstrip())
