@@ -604,4 +604,3 @@ def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
 
     button.on_click(sample)
     return widgets.VBox([prompt_box, widgets.HBox([temperature, top_k]), widgets.HBox([top_p, length]), button, page])
-
