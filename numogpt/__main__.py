@@ -316,16 +316,22 @@ def run_sample(args):
 
 
 def add_student(commands):
-    p = commands.add_parser("student", help="write the student copy of the course (solutions cut out)")
+    p = commands.add_parser("student", help="write the learner's copy of the course (solutions cut out); "
+                                            "notebooks already there are kept")
     p.add_argument("dir", help="folder to write the student notebooks into")
     p.set_defaults(run=run_student)
 
 
 def run_student(args):
+    from numogpt import NOTEBOOKS_DIR
     from numogpt.student import write_student_copy
 
-    for path in write_student_copy(args.dir):
+    written, kept = write_student_copy(args.dir)
+    for path in written:
         print(path)
+    for path in kept:
+        print(f"{path} (kept: your work; delete it to start that lesson again)")
+    print(f"The solved lessons are in {NOTEBOOKS_DIR}: open one there to see a solution.")
 
 
 # --- for maintainers: re-run the stored notebooks -------------------------------------------

@@ -142,6 +142,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """A GPT-2 style language model. `model.config` holds its GPTConfig."""
 
+    block_class = Block  # what the stack is made of; lesson 04's notebook builds it from the learner's Block
+
     def __init__(self, config):
         super().__init__()
         if not isinstance(config, GPTConfig):
@@ -152,7 +154,7 @@ class GPT(nn.Module):
                 wte=nn.Embedding(config.vocab_size, config.n_embd),  # token id -> vector
                 wpe=nn.Embedding(config.block_size, config.n_embd),  # position -> vector
                 drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                h=nn.ModuleList(self.block_class(config) for _ in range(config.n_layer)),
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )

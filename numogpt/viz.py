@@ -2,9 +2,11 @@
 
 Plots return their matplotlib Figure (closed, so a notebook shows it once when it is the
 cell's last value); widgets return an ipywidgets object. Colours are fixed, so a figure
-looks the same on every run.
+looks the same on every run. `show_source` prints the library code a lesson leans on.
 """
 import html
+import inspect
+from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -13,6 +15,8 @@ import torch.nn as nn
 from matplotlib import font_manager, ft2font
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import FancyBboxPatch, Rectangle
+
+from numogpt import ROOT
 
 _DPI = 80  # small PNGs keep the notebooks light on GitHub
 
@@ -29,6 +33,21 @@ def _finished(fig):
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+# --- the code behind a lesson -----------------------------------------------------------------
+
+
+def show_source(obj):
+    """Print the source of a numogpt function, class or method, and where it lives.
+
+    The lessons use it wherever they lean on library code the learner did not write, so that
+    nothing central is a black box.
+    """
+    lines, first = inspect.getsourcelines(obj)
+    where = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
+    print(f"# {where}, line {first}")
+    print("".join(lines).rstrip())
 
 
 # --- lesson 01: the tokenizer -------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 from numogpt.exercises import ExerciseError
 
 
-def not_written(*args):
+def not_written(*args, **kwargs):
     """The student copy's stub: every exercise starts as this."""
     raise NotImplementedError()
 

@@ -4,7 +4,9 @@ from collections import Counter
 import pytest
 
 from numogpt.exercises import ExerciseError
-from numogpt.exercises.lesson01 import check_count_pairs, check_encode_with_merges, check_merge
+import numogpt.bpe
+from numogpt.exercises.lesson01 import (check_count_pairs, check_decode, check_encode_with_merges, check_learn_merges,
+                                        check_merge_pair)
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
 
@@ -48,7 +50,7 @@ def test_count_pairs(wrong, message, capsys):
         check_count_pairs(wrong)
 
 
-# --- merge -----------------------------------------------------------------------------------
+# --- merge_pair -----------------------------------------------------------------------------------
 
 def merge(ids, pair, new_id):
     out, i = [], 0
@@ -121,8 +123,8 @@ def merge_first_only(ids, pair, new_id):
     (lambda ids, pair, new_id: tuple(ids), "should return a list"),
     (not_written, "not written yet"),
 ])
-def test_merge(wrong, message, capsys):
-    assert_right_passes_and_wrong_fails(check_merge, merge, wrong, message, capsys)
+def test_merge_pair(wrong, message, capsys):
+    assert_right_passes_and_wrong_fails(check_merge_pair, merge, wrong, message, capsys)
 
 
 # --- encode with merges ----------------------------------------------------------------------
@@ -156,3 +158,87 @@ def encode_in_reverse_order(text, merges):
 ])
 def test_encode_with_merges(wrong, message, capsys):
     assert_right_passes_and_wrong_fails(check_encode_with_merges, encode_with_merges, wrong, message, capsys)
+
+
+# --- learn merges ----------------------------------------------------------------------------
+
+def learn_merges_with(counted=True, tie=min, first_id=256, stop=True, merge_words=True):
+    """The notebook's answer, with one thing changed by an argument."""
+    def learn_merges(words, counts, n_merges):
+        words = [list(w) for w in words]
+        merges, merge_counts = {}, []
+        for new_id in range(first_id, first_id + n_merges):
+            pairs = {}
+            for ids, n in zip(words, counts):
+                for pair, k in count_pairs(ids).items():
+                    pairs[pair] = pairs.get(pair, 0) + k * (n if counted else 1)
+            if not pairs and stop:
+                break
+            best = max(pairs.values())
+            pair = tie(p for p in pairs if pairs[p] == best)
+            merges[pair] = new_id
+            merge_counts.append(pairs[pair])
+            if merge_words:
+                words = [merge(ids, pair, new_id) for ids in words]
+        return merges, merge_counts
+    return learn_merges
+
+
+def learn_merges_counting_applications(words, counts, n_merges):  # the merges are right, the counts are not
+    merges, _ = learn_merges_with()(words, counts, n_merges)
+    return merges, [1] * len(merges)
+
+
+def learn_merges_in_place(words, counts, n_merges):
+    for i, w in enumerate(words):
+        words[i] = list(w)
+    result = learn_merges_with()(words, counts, n_merges)
+    words.reverse()  # changes the caller's list
+    return result
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (learn_merges_with(counted=False), "its pairs count counts"),
+    (learn_merges_with(tie=max), "the tie goes to the smallest pair"),
+    (learn_merges_with(first_id=255), "new ids start at 256"),
+    (learn_merges_with(stop=False), "Stop when no pair is left"),
+    (learn_merges_with(merge_words=False), "replace the pair in every word"),
+    (learn_merges_counting_applications, "merge_counts"),
+    (lambda words, counts, n: learn_merges_with()(words, counts, n)[0], r"should return \(merges, merge_counts\)"),
+    (learn_merges_in_place, "changed the words it was given"),
+    (numogpt.bpe.learn_merges, "without `numogpt.bpe.learn_merges`"),
+    (not_written, "not written yet"),
+])
+def test_learn_merges(wrong, message, capsys):
+    assert_right_passes_and_wrong_fails(check_learn_merges, learn_merges_with(), wrong, message, capsys)
+
+
+def test_learn_merges_is_the_library_on_a_real_text():
+    from collections import Counter
+
+    import regex
+
+    from numogpt.data import load_corpus
+    from numogpt.tokenizer import GPT2_SPLIT_PATTERN
+
+    chunks = Counter(regex.findall(GPT2_SPLIT_PATTERN, load_corpus("train-nn")[:5000]))
+    words, counts = [c.encode("utf-8") for c in chunks], list(chunks.values())
+    assert learn_merges_with()(words, counts, 40) == numogpt.bpe.learn_merges(words, counts, 40)
+
+
+# --- decode ----------------------------------------------------------------------------------
+
+def decode(ids, vocab):
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda ids, vocab: "".join(vocab[i].decode("utf-8", errors="replace") for i in ids), "split across tokens"),
+    (lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8"), "errors='replace'"),
+    (lambda ids, vocab: "".join(chr(i) for i in ids), "not code points"),
+    (lambda ids, vocab: b"".join(vocab[i] for i in ids), "should return a str"),
+    (lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("latin-1"), r"b''.join"),
+    (not_written, "not written yet"),
+])
+def test_decode(wrong, message, capsys):
+    assert_right_passes_and_wrong_fails(check_decode, decode, wrong, message, capsys)

@@ -9,12 +9,15 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.functional import cross_entropy, layer_norm  # bound before any check runs
+from torch.nn.functional import cross_entropy, layer_norm, scaled_dot_product_attention  # bound before any check runs
 
+import numogpt.attention
+import numogpt.model
 import numogpt.sample
 from numogpt.exercises import ExerciseError
 from numogpt.exercises.lesson02 import check_loss_ignoring_padding
-from numogpt.exercises.lesson04 import check_layer_norm
+from numogpt.exercises.lesson03 import check_attention
+from numogpt.exercises.lesson04 import check_block, check_gpt, check_layer_norm
 from numogpt.exercises.lesson05 import check_cross_entropy, check_decayed_names, check_lr_at_step
 from numogpt.exercises.lesson06 import check_top_k_filter, check_top_p_filter
 from numogpt.sample import top_k_filter, top_p_filter
@@ -31,15 +34,32 @@ def lr_at_by_the_library(step, warmup_iters, decay_iters, max_lr, min_lr):
     return lr_at(step, config)
 
 
+class BlockBySuper(numogpt.model.Block):
+    def forward(self, x):
+        return super().forward(x)
+
+
+class GPTBySuper(numogpt.model.GPT):
+    def forward(self, idx, targets=None):
+        return super().forward(idx, targets)
+
+
 SHORTCUTS = [
     # lesson 02: a loss that ignores padding, without ignore_index
     (check_loss_ignoring_padding, F.cross_entropy, "without `F.cross_entropy`"),
     (check_loss_ignoring_padding, cross_entropy, "without `F.cross_entropy`"),
     (check_loss_ignoring_padding, cross_entropy_in_a_wrapper, "without `F.cross_entropy`"),
+    # lesson 03: attention by hand
+    (check_attention, lambda q, k, v, causal=True: (scaled_dot_product_attention(q, k, v, is_causal=causal), None),
+     "without `F.scaled_dot_product_attention`"),
+    (check_attention, numogpt.attention.attention, "without `numogpt.attention.attention`"),
     # lesson 04: LayerNorm by hand
     (check_layer_norm, lambda x, w, b, eps=1e-5: layer_norm(x, x.shape[-1:], w, b, eps), "without `F.layer_norm`"),
     (check_layer_norm, lambda x, w, b, eps=1e-5: torch.layer_norm(x, x.shape[-1:], w, b, eps), "without `torch.layer_norm`"),
     (check_layer_norm, lambda x, w, b, eps=1e-5: F.layer_norm(x, x.shape[-1:], w, b, eps), "without `F.layer_norm`"),
+    # lesson 04: the block's and the GPT's forward, inherited from numogpt's
+    (check_block, BlockBySuper, "without `numogpt.model.Block.forward`"),
+    (check_gpt, GPTBySuper, "without `numogpt.model.GPT.forward`"),
     # lesson 05: cross-entropy by hand, the schedule, the decay groups
     (check_cross_entropy, F.cross_entropy, "without `F.cross_entropy`"),
     (check_cross_entropy, cross_entropy_in_a_wrapper, "without `F.cross_entropy`"),
