@@ -57,6 +57,7 @@ class GPTConfig:
     n_embd: int  # the width C of every position's vector
     dropout: float = 0.0  # training only: 0.0 for short runs and tiny models; raise it (0.1-0.2) when a long run overfits
     bias: bool = True  # biases in the Linear layers and LayerNorms, as in GPT-2
+    gelu: str = "exact"  # the MLP's GELU: "exact" (cheaper on a CPU) or "tanh" (GPT-2's approximation)
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -70,6 +71,8 @@ class GPTConfig:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        if self.gelu not in ("exact", "tanh"):
+            raise ValueError(f"gelu must be 'exact' or 'tanh' (GPT-2's weights need 'tanh'), got {self.gelu!r}")
 
     @classmethod
     def preset(cls, name, **overrides):
@@ -85,7 +88,8 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new": the tanh approximation
+        # "exact" computes x * Phi(x) with erf; "tanh" is GPT-2's approximation ("gelu_new")
+        self.gelu = nn.GELU(approximate="none" if config.gelu == "exact" else "tanh")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -304,7 +308,7 @@ def _read_gpt2_config(file, dropout):
     try:
         return GPTConfig(
             vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
-            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout,
+            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout, gelu="tanh",  # GPT-2 was trained with it
         )
     except (TypeError, ValueError) as e:  # a size that is not a whole number, or too small
         raise ValueError(f"{file}: {e}") from None
