@@ -1,30 +1,39 @@
-"""How fast is numogpt's GPT at training? `python bench/model.py`
+"""How fast does numogpt's GPT train? `python bench/model.py [--nanogpt DIR] [--rounds 3]`
 
-One training step (forward, backward, AdamW step) at nanoGPT's CPU "baby GPT" shape:
-4 layers, 4 heads, 128 dims, block 64, batch 12, vocabulary 65, dropout 0, one thread.
-The reference is transformers' GPT2LMHeadModel of the same shape (its default attention,
-which is PyTorch's scaled_dot_product_attention), measured in the same run: the two
-models take turns, step by step, so a busy machine slows both alike. Both get the same
-optimizer and the same cross-entropy on their logits, so only the models differ.
-
-nanoGPT's own model cannot be shipped here; its time on the course machine is quoted from
-the course plan (about 61 ms a step; minGPT's 1.22x that), not measured.
+One training step at nanoGPT's CPU "baby GPT" shape (4 layers, 4 heads, 128 dims, block 64,
+batch 12, vocabulary 65, dropout 0, biases on), one thread, as each trainer takes it:
+forward and loss, backward, gradient clipping at 1.0, AdamW step (lr 1e-3, weight decay 0.1,
+betas 0.9/0.99). Measured in the same run, taking turns step by step so that a busy machine
+slows all alike; each round gives its own medians and ratios, and the figures are medians
+over the rounds.
+- numogpt: GPT with its defaults (the exact GELU), its own loss (model(x, y)) and the optimizer
+  numogpt.train builds (configure_optimizer: fused AdamW, one kernel for all tensors).
+- nanoGPT, with --nanogpt DIR: that checkout's own model.py, its own loss (model(x, y)) and the
+  optimizer its train.py builds on a CPU (GPT.configure_optimizers: AdamW, not fused).
+- transformers' GPT2LMHeadModel of the same shape (its default attention, PyTorch's
+  scaled_dot_product_attention, and GPT-2's tanh GELU), cross-entropy on its logits, and
+  numogpt's optimizer, so that against numogpt only the models differ.
+Forward+backward and clip+optimizer are timed apart too, to show where a difference comes from.
 """
 import argparse
 import statistics
 import time
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from nanogpt_checkout import NOT_MEASURED, add_option, load_model_module, quietly
 from numogpt.model import GPT, GPTConfig
+from numogpt.train import TrainConfig, configure_optimizer
 
-NANOGPT_MS = 61.0  # nanoGPT's model at this shape on the course machine, from the course plan
-SHAPE = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+SHAPE = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=True)
 BATCH = 12
+RECIPE = TrainConfig(learning_rate=1e-3, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0)
+PARTS = ("step", "forward+backward", "clip+optimizer")
 
 
-def reference_model():
+def transformers_model():
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
 
@@ -38,58 +47,89 @@ def reference_model():
     return model, model.config._attn_implementation
 
 
-def make_step(model, logits_of):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+def cross_entropy_of_logits(model, x, y):
+    logits = model(input_ids=x).logits  # (B, T, V)
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+
+
+def own_loss(model, x, y):
+    return model(x, y)[1]
+
+
+def make_step(model, loss_of, optimizer):
+    """A training step that returns its milliseconds: (whole, forward+backward, clip+optimizer)."""
+    model.train()
 
     def step(x, y):
-        logits = logits_of(model, x)  # (B, T, V)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
-        loss.backward()
+        start = time.perf_counter()
+        loss_of(model, x, y).backward()
+        middle = time.perf_counter()
+        nn.utils.clip_grad_norm_(model.parameters(), RECIPE.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        end = time.perf_counter()
+        return (end - start) * 1000, (middle - start) * 1000, (end - middle) * 1000
 
     return step
 
 
-def timed(step, x, y):
-    start = time.perf_counter()
-    step(x, y)
-    return (time.perf_counter() - start) * 1000
+def contenders(nanogpt_dir):
+    ours = GPT(GPTConfig(**SHAPE))
+    steps = {"numogpt": make_step(ours, own_loss, configure_optimizer(ours, RECIPE))}
+    if nanogpt_dir:
+        module = load_model_module(nanogpt_dir)
+        nano = quietly(module.GPT, module.GPTConfig(**SHAPE))
+        optimizer = quietly(nano.configure_optimizers, RECIPE.weight_decay, RECIPE.learning_rate, RECIPE.betas, "cpu")
+        steps["nanoGPT"] = make_step(nano, own_loss, optimizer)
+    theirs, attn_impl = transformers_model()
+    steps[f"transformers ({attn_impl})"] = make_step(theirs, cross_entropy_of_logits, configure_optimizer(theirs, RECIPE))
+    return steps
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per model (after warmup)")
+    add_option(parser)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the figures are medians over rounds")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per model in each round")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per model first")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    ours = GPT(GPTConfig(**SHAPE)).train()
-    theirs, attn_impl = reference_model()
-    theirs.train()
-    steps = {
-        "numogpt": make_step(ours, lambda m, x: m(x)[0]),
-        f"transformers ({attn_impl})": make_step(theirs, lambda m, x: m(input_ids=x).logits),
-    }
+    steps = contenders(args.nanogpt)
     gen = torch.Generator().manual_seed(0)
     blocks = [torch.randint(0, SHAPE["vocab_size"], (BATCH, SHAPE["block_size"] + 1), generator=gen) for _ in range(8)]
     batches = [(b[:, :-1].contiguous(), b[:, 1:].contiguous()) for b in blocks]  # as a DataLoader gives them
+    for i in range(args.warmup):
+        for step in steps.values():
+            step(*batches[i % len(batches)])
 
-    times = {name: [] for name in steps}
-    for i in range(args.warmup + args.steps):
-        x, y = batches[i % len(batches)]
-        for name, step in steps.items():  # take turns: the same load hits both
-            ms = timed(step, x, y)
-            if i >= args.warmup:
-                times[name].append(ms)
+    print(f"torch {torch.__version__}, 1 thread; shape {SHAPE}, batch {BATCH}; "
+          f"{args.rounds} rounds of {args.steps} steps per model, turn about")
+    medians = {name: {part: [] for part in PARTS} for name in steps}  # one median per round
+    for r in range(args.rounds):
+        times = {name: [] for name in steps}
+        for i in range(args.steps):
+            for name, step in steps.items():  # take turns: the same load hits all
+                times[name].append(step(*batches[i % len(batches)]))
+        for name, rows in times.items():
+            for part, column in zip(PARTS, zip(*rows)):
+                medians[name][part].append(statistics.median(column))
+        print(f"  round {r + 1}: " + ", ".join(f"{name} {m['step'][-1]:.1f} ms" for name, m in medians.items()))
 
-    print(f"torch {torch.__version__}, 1 thread; shape {SHAPE}, batch {BATCH}; {args.steps} steps each")
-    median = {name: statistics.median(t) for name, t in times.items()}
-    ours_ms = median["numogpt"]
-    for name, ms in median.items():  # the fastest step shows what a busy machine hides
-        print(f"{name:>24}: {ms:6.1f} ms/step (median; fastest {min(times[name]):5.1f})   {ms / ours_ms:4.2f}x numogpt's time")
-    print(f"{'nanoGPT (course plan)':>24}: {NANOGPT_MS:6.1f} ms/step (quoted, not measured)       {NANOGPT_MS / ours_ms:4.2f}x numogpt's time")
+    def ratio(name, part, over="numogpt"):  # per round, then the median: rounds may differ in load
+        return statistics.median(a / b for a, b in zip(medians[name][part], medians[over][part]))
+
+    print("medians over rounds, ms (time over numogpt's):")
+    for name, m in medians.items():
+        print(f"{name:>26}: " + ";  ".join(f"{part} {statistics.median(m[part]):5.1f} ({ratio(name, part):.2f}x)"
+                                           for part in PARTS))
+    if "nanoGPT" in medians:
+        print(f"numogpt's step takes {ratio('numogpt', 'step', 'nanoGPT'):.2f}x nanoGPT's (goal <= 0.95x): "
+              f"forward+backward {ratio('numogpt', 'forward+backward', 'nanoGPT'):.2f}x, "
+              f"clip+optimizer {ratio('numogpt', 'clip+optimizer', 'nanoGPT'):.2f}x")
+    else:
+        print(NOT_MEASURED)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def _read_gpt2_config(file, dropout):
     try:
         return GPTConfig(
             vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
-            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout,
+            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout, gelu="tanh",  # GPT-2 was trained with it
         )
     except (TypeError, ValueError) as e:  # a size that is not a whole number, or too small
         raise ValueError(f"{file}: {e}") from None

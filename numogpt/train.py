@@ -253,6 +253,8 @@ def load_checkpoint(path):
                          f"checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(checkpoint, dict) or not {"model", "model_config", "step"} <= checkpoint.keys():
         raise ValueError(f"{path} is not a numogpt checkpoint (no model, model_config and step in it)")
+    if isinstance(checkpoint["model_config"], dict):  # saved before GPTConfig had `gelu`: trained with the tanh GELU
+        checkpoint["model_config"].setdefault("gelu", "tanh")
     return checkpoint
 
 

@@ -325,7 +325,7 @@ def _describe(module):
     if isinstance(module, nn.LayerNorm):
         return f"LayerNorm {module.normalized_shape[0]}"
     if isinstance(module, nn.GELU):
-        return f"GELU ({module.approximate})"
+        return "GELU (exact)" if module.approximate == "none" else f"GELU ({module.approximate})"
     return type(module).__name__
 
 
@@ -497,6 +497,28 @@ def plot_loss_curves(history, title="training and validation loss"):
         ax.plot(steps, losses, "o-", color="tab:orange", markersize=4, label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    return _finished(fig)
+
+
+_RUN_COLOURS = ["tab:gray", "tab:blue", "tab:orange", "tab:green"]  # by the curves' order: the reference first
+
+
+def plot_loss_against_time(curves, target=None, title="validation loss against wall-clock time"):
+    """Validation loss against seconds for several runs, e.g. the "curves" that
+    `bench/train.py --save-curves FILE` writes: {name: [{"seconds": s, "val_loss": l}, ...]}.
+    `target`, if given, is drawn as a dashed line: the first dot below it is the time to that loss."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for (name, points), colour in zip(curves.items(), _RUN_COLOURS):
+        seconds = [p["seconds"] for p in points]
+        losses = [p["val_loss"] for p in points]
+        ax.plot(seconds, losses, "o-", color=colour, markersize=3, label=name)
+    if target is not None:
+        ax.axhline(target, color="#999999", linestyle="--", linewidth=1)
+        ax.text(0, target, f" {target}", va="bottom", fontsize=8, color="#666666")
+    ax.set_xlabel("seconds since the start of training")
+    ax.set_ylabel("validation loss")
     ax.set_title(title, fontsize=10)
     ax.legend()
     return _finished(fig)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from numogpt.model import GPT, GPTConfig, PRESETS
+from numogpt.model import GPT, MLP, GPTConfig, PRESETS
 from numogpt.pretrained import from_pretrained
 from tests.test_attention import ListCache
 
@@ -73,7 +73,7 @@ def test_from_pretrained_gives_the_logits_of_transformers(tmp_path, shape, layou
         save_as_pytorch_bin(reference, tmp_path)
     model = from_pretrained(tmp_path).eval()
     n_layer, n_head, n_embd, vocab_size, n_positions = shape
-    assert model.config == GPTConfig(vocab_size, n_positions, n_layer, n_head, n_embd)
+    assert model.config == GPTConfig(vocab_size, n_positions, n_layer, n_head, n_embd, gelu="tanh")
     idx = torch.randint(0, vocab_size, (3, n_positions), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = reference(input_ids=idx).logits
@@ -81,6 +81,41 @@ def test_from_pretrained_gives_the_logits_of_transformers(tmp_path, shape, layou
         short, _ = model(idx[:, :5])  # shorter than the context
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(short, expected[:, :5], atol=1e-5, rtol=0)
+
+
+def test_a_gpt2_checkpoint_loads_with_the_tanh_gelu_it_was_trained_with(tmp_path):
+    hf_gpt2(*SHAPES[1]).save_pretrained(tmp_path)
+    model = from_pretrained(tmp_path)
+    assert model.config.gelu == "tanh"
+    assert [block.mlp.gelu.approximate for block in model.transformer.h] == ["tanh"] * SHAPES[1][0]
+    assert GPTConfig.preset("gpt-numo").gelu == "exact"  # the course's own models train with the exact one
+
+
+@pytest.mark.parametrize("gelu, approximate", [("exact", "none"), ("tanh", "tanh")])
+def test_the_gelu_field_picks_the_mlp_activation(gelu, approximate):
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=17, block_size=8, n_layer=1, n_head=1, n_embd=12, gelu=gelu)
+    mlp = MLP(config)
+    x = 3 * torch.randn(2, 5, 12)  # wide enough that the two GELUs differ
+    with torch.no_grad():
+        expected = mlp.c_proj(torch.nn.functional.gelu(mlp.c_fc(x), approximate=approximate))
+        torch.testing.assert_close(mlp(x), expected, atol=0, rtol=0)
+
+
+def test_exact_and_tanh_gelu_give_different_logits_from_the_same_weights():
+    exact, tanh = small_model(gelu="exact"), small_model(gelu="tanh")
+    with torch.no_grad():
+        for p in exact.parameters():  # activations of order 1, so the GELUs' difference shows
+            p.normal_(0.0, 0.5)
+    tanh.load_state_dict(exact.state_dict())
+    idx = torch.randint(0, 37, (2, 16))
+    with torch.no_grad():
+        assert (exact(idx)[0] - tanh(idx)[0]).abs().max() > 1e-4
+
+
+def test_config_rejects_an_unknown_gelu():
+    with pytest.raises(ValueError, match=r"gelu must be 'exact' or 'tanh'.*got 'erf'"):
+        GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=4, n_embd=32, gelu="erf")
 
 
 def test_parameter_count_matches_transformers_and_the_formula():

@@ -191,6 +191,21 @@ def test_a_checkpoint_of_another_shape_gets_a_clear_error(tmp_path):
         load_state(nn.Sequential(nn.Linear(3, 5)), load_checkpoint(tmp_path / "plain.pt"))
 
 
+def test_a_checkpoint_saved_before_the_gelu_field_loads_with_the_tanh_gelu_it_was_trained_with(tmp_path):
+    trained = tiny_gpt(gelu="tanh").eval()
+    path = save_checkpoint(tmp_path / "old.pt", trained)
+    old = torch.load(path, weights_only=True)
+    del old["model_config"]["gelu"]  # as numogpt wrote it before GPTConfig had the field
+    torch.save(old, path)
+    loaded, _ = load_model(path)
+    assert loaded.config.gelu == "tanh"
+    idx = torch.randint(0, VOCAB, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(idx)[0], trained(idx)[0], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="trained with gelu='tanh' but this model has gelu='exact'"):
+        load_state(tiny_gpt(), load_checkpoint(path))
+
+
 def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "ck.pt", tiny_gpt(), step=1)
     real_save = torch.save
@@ -523,9 +538,16 @@ def test_the_pictures_are_closed_figures():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from numogpt.viz import plot_loss_curves, plot_lr_schedule
+    from numogpt.viz import plot_loss_against_time, plot_loss_curves, plot_lr_schedule
 
     config = TrainConfig(max_iters=50, warmup_iters=5)
     history = {"train": [(s, 3.0 - s / 50) for s in range(50)], "val": [(0, 3.1), (50, 2.2)], "lr": []}
-    for fig in (plot_lr_schedule([lr_at(s, config) for s in range(50)], 5), plot_loss_curves(history)):
+    curves = {name: [{"seconds": s * k, "step": s, "val_loss": 4.0 - s / 100} for s in (0, 100, 200)]
+              for name, k in (("reference", 1.0), ("ours", 0.5))}
+    figures = (plot_lr_schedule([lr_at(s, config) for s in range(50)], 5), plot_loss_curves(history),
+               plot_loss_against_time(curves, target=2.5))
+    for fig in figures:
         assert isinstance(fig, Figure) and not plt.fignum_exists(fig.number)
+    lines = figures[2].axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines[:2]] == [[0.0, 100.0, 200.0], [0.0, 50.0, 100.0]]
+    assert list(lines[2].get_ydata()) == [2.5, 2.5]  # the target
