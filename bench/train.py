@@ -72,8 +72,8 @@ def run(ids_train, ids_val, vocab_size, recipe, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", default=numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt",
-                        help="tiny Shakespeare (default: ../shared/data/tinyshakespeare.txt beside the checkout)")
+    parser.add_argument("path", nargs="?", default=numogpt.DATA_DIR / "tinyshakespeare.txt",
+                        help="tiny Shakespeare (default: the copy in numogpt/course_data/)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each recipe (medians are printed)")
     parser.add_argument("--baseline", action="store_true", help="also train with nanoGPT's settings (~2.5 min a run)")
     for name, value in FAST_RECIPE.items():
