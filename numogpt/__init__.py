@@ -21,5 +21,4 @@ DATA_DIR = PACKAGE_DIR / "course_data"  # the corpora and the stopword list, shi
 # under the folder Python started in, never into site-packages.
 IN_CLONE = (PACKAGE_DIR.parent / "pyproject.toml").is_file()
 ROOT = PACKAGE_DIR.parent if IN_CLONE else Path.cwd()
-GPT2_DIR = ROOT / "gpt-2"  # GPT-2's encoder.json and vocab.bpe, copied here on first use
 NOTEBOOKS_DIR = ROOT / "notebooks"
