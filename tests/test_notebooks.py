@@ -5,6 +5,7 @@ import re
 import pytest
 
 from numogpt.notebooks import lesson_notebooks
+from tests.install_cell import INSTALL_CELL
 
 NOTEBOOKS = lesson_notebooks()
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
@@ -17,6 +18,13 @@ def code_cells(path):
 
 def test_lessons_are_numbered_without_gaps():
     assert [int(p.name[:2]) for p in NOTEBOOKS] == list(range(1, len(NOTEBOOKS) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_installs_numogpt_where_it_is_missing(path):
+    first = code_cells(path)[0]
+    assert "".join(first["source"]) == INSTALL_CELL, "run `python -m tests.install_cell`, then re-execute the notebook"
+    assert first["outputs"] == [], "where numogpt is installed, the install cell prints nothing"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
