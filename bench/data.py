@@ -28,7 +28,7 @@ import numogpt
 from numogpt.data import TokenBlocks, load_corpus, make_loaders
 from numogpt.tokenizer import gpt2_tokenizer
 
-DEFAULT_PATH = numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+DEFAULT_PATH = numogpt.DATA_DIR / "tinyshakespeare.txt"
 BLOCK, BATCH = 64, 64
 NAIVE_SLICE = 100_000  # ids the naive reference copies; scaled up to the whole text
 

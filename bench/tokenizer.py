@@ -2,7 +2,7 @@
 
     python bench/tokenizer.py [path/to/tinyshakespeare.txt]
 
-The default path is ../shared/data/tinyshakespeare.txt beside the checkout. One thread
+The default is the copy shipped in numogpt/course_data/. One thread
 (numogpt's tokenizers are plain Python; tiktoken's thread pool is held to one thread).
 1. GPT-2 encode of the whole file: the first call in a fresh process (chunk cache cold),
    vs tiktoken's "gpt2" in a fresh process of its own, interleaved; the ids must be identical.
@@ -31,7 +31,7 @@ from numogpt.bpe import merge_pair  # noqa: E402
 from numogpt.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer  # noqa: E402
 
 RUNS = 5
-DEFAULT_TEXT = numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+DEFAULT_TEXT = numogpt.DATA_DIR / "tinyshakespeare.txt"
 
 
 def first_encode_in_fresh_process(which, path):

@@ -145,8 +145,8 @@ def median_or_none(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", default=numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt",
-                        help="tiny Shakespeare (default: ../shared/data/tinyshakespeare.txt beside the checkout)")
+    parser.add_argument("path", nargs="?", default=numogpt.DATA_DIR / "tinyshakespeare.txt",
+                        help="tiny Shakespeare (default: the copy in numogpt/course_data/)")
     add_option(parser)
     parser.add_argument("--runs", type=int, default=1, help="runs of each (turn about; medians are printed)")
     parser.add_argument("--save-curves", metavar="FILE", type=Path,

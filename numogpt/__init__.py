@@ -10,13 +10,17 @@ module here, and later lessons import it:
     08 scaling (devices, precision, many processes) -> numogpt.train, numogpt.distributed
 
 The course's files are found from here, never by relative paths, so a notebook runs from
-any folder (the set-up installs numogpt in editable mode, so these point into the clone).
+any folder, however numogpt was installed.
 """
 from pathlib import Path
 
 __version__ = "0.1.0"
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "data"  # the course corpus and the stopword list
-GPT2_DIR = ROOT / "gpt-2"  # GPT-2's encoder.json and vocab.bpe, copied here on first use
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "course_data"  # the corpora and the stopword list, shipped inside the package
+# A clone of the course (installed with -e, or on PYTHONPATH) has its folders beside the package.
+# Installed from a wheel or from git there is no clone: what a lesson writes (out/) then goes
+# under the folder Python started in, never into site-packages.
+IN_CLONE = (PACKAGE_DIR.parent / "pyproject.toml").is_file()
+ROOT = PACKAGE_DIR.parent if IN_CLONE else Path.cwd()
 NOTEBOOKS_DIR = ROOT / "notebooks"

@@ -1,4 +1,4 @@
-"""The `numogpt` command: python -m numogpt {train,sample,student,rerun} --help
+"""The `numogpt` command: python -m numogpt {train,sample,student,rerun,doctor} --help
 
 Each command imports torch only when it runs, so that --help answers at once.
 """
@@ -353,6 +353,23 @@ def run_rerun(args):
         rerun(path)
 
 
+# --- is this machine ready? ------------------------------------------------------------------
+
+
+def add_doctor(commands):
+    p = commands.add_parser("doctor", help="check this machine for the course: versions, devices, files, speed")
+    p.add_argument("--device", default="cpu", help="where the speed probe trains: cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--seconds", type=float, default=5.0, help="how long the speed probe runs (default 5)")
+    p.set_defaults(run=run_doctor)
+
+
+def run_doctor(args):
+    from numogpt.doctor import doctor
+
+    if doctor(args.device, args.seconds):
+        raise SystemExit(1)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m numogpt", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -360,6 +377,7 @@ def main(argv=None):
     add_sample(commands)
     add_student(commands)
     add_rerun(commands)
+    add_doctor(commands)
     args = parser.parse_args(argv)
     try:
         args.run(args)

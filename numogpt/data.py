@@ -31,9 +31,9 @@ from numogpt.files import write_atomically
 IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-CORPORA = {  # name -> file name in DATA_DIR
+CORPORA = {  # name -> file name in DATA_DIR (numogpt/course_data/, shipped with the package)
     "train-nn": "train-nn.txt",  # the course's own corpus, written for numoGPT
-    "tinyshakespeare": "tinyshakespeare.txt",  # downloaded on first use, never committed
+    "tinyshakespeare": "tinyshakespeare.txt",  # the classic corpus (public domain); downloaded if missing
 }
 
 
@@ -43,8 +43,9 @@ CORPORA = {  # name -> file name in DATA_DIR
 def load_corpus(name_or_path):
     """Return the text of a corpus: a path to a UTF-8 file, or a known name.
 
-    Names: "train-nn" (the course corpus, data/train-nn.txt) and "tinyshakespeare"
-    (data/tinyshakespeare.txt, downloaded from its public address the first time).
+    Names: "train-nn" (the course corpus) and "tinyshakespeare" (Tiny Shakespeare), both
+    shipped in DATA_DIR (numogpt/course_data/); were Tiny Shakespeare's file missing, it is
+    downloaded there from its public address.
 
     >>> load_corpus("train-nn") == (DATA_DIR / "train-nn.txt").read_text(encoding="utf-8")
     True

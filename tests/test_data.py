@@ -354,6 +354,15 @@ def test_the_course_corpus_is_there():
     assert load_corpus("train-nn") == (numogpt.DATA_DIR / "train-nn.txt").read_text(encoding="utf-8")
 
 
+def test_tinyshakespeare_ships_with_the_package(monkeypatch):
+    def offline(url, timeout):
+        raise AssertionError(f"downloaded {url}")
+
+    monkeypatch.setattr(numogpt.data.urllib.request, "urlopen", offline)
+    text = load_corpus("tinyshakespeare")
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:\nBefore we proceed any further")
+
+
 class FakeResponse:
     def __init__(self, data):
         self.data = data

