@@ -16,15 +16,16 @@ any of them (a checkpoint stores its tokenizer that way).
 - `gpt2_tokenizer()`: the BPE tokenizer of GPT-2, read from its encoder.json and vocab.bpe;
   it gives exactly the ids of tiktoken's "gpt2" encoding.
 """
+import functools
 import json
 from collections import Counter
-import functools
 from itertools import chain
 from pathlib import Path
 
 import regex
 
 from numogpt import DATA_DIR
+from numogpt.arguments import is_int
 from numogpt.bpe import apply_merges, learn_merges
 from numogpt.files import write_atomically
 from numogpt.gpt2_files import gpt2_byte_alphabet, gpt2_files
@@ -38,12 +39,12 @@ GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p
 ENDOFTEXT = "<|endoftext|>"
 UNK = "<unk>"
 
-def _check_text(text):
+def _require_text(text):
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}: {text!r:.60}")
 
 
-def _check_ids(ids, vocab_size):
+def _valid_ids(ids, vocab_size):
     """Return `ids` as a list of ints, or raise naming the first id out of range."""
     if hasattr(ids, "tolist"):  # a torch tensor or numpy array
         ids = ids.tolist()
@@ -70,7 +71,7 @@ class CharTokenizer:
     """
 
     def __init__(self, text):
-        _check_text(text)
+        _require_text(text)
         if not text:
             raise ValueError("cannot build a CharTokenizer from empty text: give it the text it will encode")
         self.chars = sorted(set(text))
@@ -81,7 +82,7 @@ class CharTokenizer:
         return len(self.chars)
 
     def encode(self, text):
-        _check_text(text)
+        _require_text(text)
         try:
             return [self.stoi[ch] for ch in text]
         except KeyError as e:
@@ -91,7 +92,7 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids):
-        return "".join(self.chars[i] for i in _check_ids(ids, self.vocab_size))
+        return "".join(self.chars[i] for i in _valid_ids(ids, self.vocab_size))
 
     def to_dict(self):
         return {"type": "char", "chars": "".join(self.chars)}
@@ -129,7 +130,7 @@ class WordTokenizer:
     """
 
     def __init__(self, text, stopwords=None):
-        _check_text(text)
+        _require_text(text)
         if isinstance(stopwords, str):
             raise TypeError("stopwords must be a collection of words, not one str: use {'the', 'a'} or load_stopwords()")
         self.stopwords = frozenset(w.lower() for w in stopwords) if stopwords is not None else None
@@ -154,11 +155,11 @@ class WordTokenizer:
         return 0
 
     def encode(self, text):
-        _check_text(text)
-        return [self.stoi.get(w, 0) for w in self._words(text)]
+        _require_text(text)
+        return [self.stoi.get(w, self.unk_id) for w in self._words(text)]
 
     def decode(self, ids):
-        return " ".join(self.words[i] for i in _check_ids(ids, self.vocab_size))
+        return " ".join(self.words[i] for i in _valid_ids(ids, self.vocab_size))
 
     def to_dict(self):
         stopwords = sorted(self.stopwords) if self.stopwords is not None else None
@@ -245,7 +246,7 @@ class BPETokenizer:
         every chunk of the text has become one token. Ties between equally frequent pairs
         go to the smaller pair of ids, so training is deterministic.
         """
-        _check_text(text)
+        _require_text(text)
         if not text:
             raise ValueError("cannot train on empty text")
         if isinstance(special_tokens, str):
@@ -255,7 +256,7 @@ class BPETokenizer:
             raise TypeError(f"special_tokens must be a list of non-empty str, e.g. [{ENDOFTEXT!r}]; got {special_tokens!r}")
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special_tokens has duplicates: {special_tokens!r}")
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        if not is_int(vocab_size):
             raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
         if vocab_size < 256 + len(special_tokens):
             raise ValueError(f"vocab_size must be at least 256 (the bytes) + {len(special_tokens)} (special tokens); got {vocab_size}")
@@ -286,7 +287,7 @@ class BPETokenizer:
         - "all": encode every special token as its id.
         - a set of special tokens: encode those; raise for the others (as tiktoken does).
         """
-        _check_text(text)
+        _require_text(text)
         try:
             return self._encode(text, allowed_special)
         except UnicodeEncodeError:
@@ -349,7 +350,7 @@ class BPETokenizer:
         """Token ids -> text. Bytes that are not valid UTF-8 (a token can hold half a
         character) become the replacement character '\ufffd'; an id outside the vocabulary
         raises a ValueError."""
-        ids = _check_ids(ids, self.vocab_size)
+        ids = _valid_ids(ids, self.vocab_size)
         return b"".join(map(self._token_bytes.__getitem__, ids)).decode("utf-8", errors="replace")
 
     # --- saving --------------------------------------------------------------------------
