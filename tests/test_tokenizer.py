@@ -440,7 +440,20 @@ def test_word_encode_of_any_text_gives_valid_ids(train, text):
     tok = WordTokenizer(train)
     ids = tok.encode(text)
     assert all(0 <= i < tok.vocab_size for i in ids)
-    assert tok.encode(tok.decode(ids)) == ids or tok.unk_id in ids  # '<unk>' decodes to 3 tokens
+    words = regex.findall(T.WORD_PATTERN, text)
+    assert [i == tok.unk_id for i in ids] == [w not in tok.words[1:] for w in words]  # <unk> exactly for unseen words
+
+
+@fast
+@given(st.text(min_size=1, max_size=100), st.data())
+def test_word_round_trip_of_text_made_from_its_vocabulary(train, data):
+    if not regex.findall(T.WORD_PATTERN, train):
+        return
+    tok = WordTokenizer(train)
+    words = data.draw(st.lists(st.sampled_from(tok.words[1:]), min_size=1, max_size=20))  # never <unk>
+    ids = tok.encode(" ".join(words))
+    assert tok.unk_id not in ids and tok.decode(ids) == " ".join(words)
+    assert tok.encode(tok.decode(ids)) == ids
 
 
 @pytest.mark.parametrize("d, words", [
