@@ -8,14 +8,16 @@ with one thread at the CPU settings of its README (config/train_shakespeare_char
 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0). Its
 data/shakespeare_char/{train,val}.bin and meta.pkl are made here from PATH, in a temporary
 folder, as its prepare.py makes them (characters in sorted order, the first 90% for
-training), since prepare.py would download the text. Its clock runs from the start of its
-training loop (the line it prints just before) to each "step N: ... val loss X" line.
+training), since prepare.py would download the text. Its clock starts at the line it prints
+just before its training loop and stops at each "step N: ... val loss X" line.
 The figure: its time to its own final validation loss, at 2000 iterations.
 
 numogpt: the fast recipe below (why: notebooks/05_training.ipynb, "speed run") until its
 validation loss first shows 1.88 or less. The loss is measured as nanoGPT measures it, the
 mean over 20 random validation batches of 12 blocks, and evaluation time counts on both
 sides. The final loss is also measured on 200 random batches (less noisy), off the clock.
+Both clocks run from the start of training (numogpt's: after its imports, as nanoGPT's) and
+read wall-clock time and CPU time; CPU time moves less when other jobs share the cores.
 
 With --runs N the two take turns N times and medians are printed. --save-curves FILE writes
 both validation-loss curves against wall-clock time (the first run's) as JSON, for
@@ -23,6 +25,7 @@ numogpt.viz.plot_loss_against_time. --baseline also trains numogpt with nanoGPT'
 """
 import argparse
 import json
+import math
 import os
 import pickle
 import re
@@ -31,10 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  AdamW imports it on first use (seconds): here, before either clock starts
 from torch.utils.data import DataLoader
 
 import numogpt
@@ -61,6 +66,37 @@ EVAL_LINE = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 ITER_LINE = re.compile(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms")
 
 
+Point = namedtuple("Point", "seconds cpu_seconds step val_loss")  # one evaluation on a loss curve
+
+
+class Clock:
+    """Wall-clock and CPU seconds since it was made, of this process or of process `pid`.
+
+    CPU time counts only the moments the process ran, so it moves less than wall-clock time
+    when other jobs share the cores (it is read from /proc: Linux; NaN elsewhere).
+    """
+
+    def __init__(self, pid=None):
+        self.pid = pid
+        self.start = self.read()
+
+    def read(self):
+        return time.perf_counter(), time.process_time() if self.pid is None else cpu_seconds_of(self.pid)
+
+    def lap(self):
+        """(wall seconds, CPU seconds) since the start."""
+        wall, cpu = self.read()
+        return wall - self.start[0], cpu - self.start[1]
+
+
+def cpu_seconds_of(pid):
+    try:  # fields 14 and 15 of /proc/PID/stat: user and system time, in clock ticks
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- nanoGPT's own train.py ------------------------------------------------------------------------
 
 
@@ -77,7 +113,7 @@ def prepare_shakespeare_char(text, folder):
 
 
 def run_nanogpt(directory, text):
-    """Run nanoGPT's train.py once; return its curve [(seconds, step, val loss)] and its step times (ms)."""
+    """Run nanoGPT's train.py once; return its curve [(seconds, CPU seconds, step, val loss)] and its step times (ms)."""
     with tempfile.TemporaryDirectory(prefix="nanogpt-") as work:
         work = Path(work)
         prepare_shakespeare_char(text, work / "data" / "shakespeare_char")  # it reads data/<dataset> from its cwd
@@ -86,15 +122,14 @@ def run_nanogpt(directory, text):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen([sys.executable, str(directory / "train.py"), *NANOGPT_ARGS], cwd=work, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        start, curve, step_ms, tail = None, [], [], []
+        clock, curve, step_ms, tail = None, [], [], []
         for line in process.stdout:
-            now = time.perf_counter()
             tail = (tail + [line])[-20:]
-            if start is None and TRAINING_STARTS.search(line):
-                start = now
-            elif start is not None and (match := EVAL_LINE.match(line)):
-                curve.append((now - start, int(match[1]), float(match[3])))
-                print(f"  step {match[1]}: val loss {match[3]} at {now - start:.1f} s", flush=True)
+            if clock is None and TRAINING_STARTS.search(line):
+                clock = Clock(process.pid)
+            elif clock is not None and (match := EVAL_LINE.match(line)):
+                curve.append(Point(*clock.lap(), int(match[1]), float(match[3])))
+                print(f"  step {match[1]}: val loss {match[3]} at {curve[-1].seconds:.1f} s", flush=True)
             elif match := ITER_LINE.match(line):
                 step_ms.append(float(match[2]))
         if process.wait() != 0 or not curve:
@@ -106,7 +141,8 @@ def run_nanogpt(directory, text):
 
 
 def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0):
-    """Train one baby GPT with `recipe`; return (curve [(seconds, step, val loss)], final loss on 200 batches)."""
+    """Train one baby GPT with `recipe`; return (curve [(seconds, CPU seconds, step, val loss)], final loss
+    on 200 batches)."""
     recipe = dict(recipe)
     batch_size = recipe.pop("batch_size")
     torch.manual_seed(seed)
@@ -122,25 +158,33 @@ def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0):
                          seed=seed, progress=False)
     curve = []
 
-    def clock(step, model, history):
-        curve.append((time.perf_counter() - start, step, history["val"][-1][1]))
+    def record(step, model, history):
+        curve.append(Point(*clock.lap(), step, history["val"][-1][1]))
         if step % 500 == 0 or step == config.max_iters:
-            print(f"  step {step}: val loss {curve[-1][2]:.4f} at {curve[-1][0]:.1f} s", flush=True)
+            print(f"  step {step}: val loss {curve[-1].val_loss:.4f} at {curve[-1].seconds:.1f} s", flush=True)
 
-    start = time.perf_counter()
-    train(model, train_loader, val_loader(seed), config, callbacks=[clock])
+    clock = Clock()
+    train(model, train_loader, val_loader(seed), config, callbacks=[record])
     final, _ = evaluate(model, val_loader(seed + 1), max_batches=200)
     return curve, final
 
 
-def seconds_to(curve, loss):
-    """The time of the first evaluation at or below `loss`, or None."""
-    return next((seconds for seconds, _, value in curve if value <= loss), None)
+def time_to(curve, loss, clock):
+    """The `clock` time ("seconds" or "cpu_seconds") of the first evaluation at or below `loss`, or None."""
+    return next((getattr(point, clock) for point in curve if point.val_loss <= loss), None)
 
 
 def median_or_none(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def both_clocks(runs, loss=None):
+    """'W s (C s of CPU)': the medians over `runs` of the time to `loss` (None: to the end of the run)."""
+    pick = (lambda curve, clock: getattr(curve[-1], clock)) if loss is None else \
+        (lambda curve, clock: time_to(curve, loss, clock))
+    wall, cpu = (median_or_none(pick(curve, clock) for curve in runs) for clock in ("seconds", "cpu_seconds"))
+    return None if wall is None else (wall, cpu)
 
 
 def main():
@@ -182,26 +226,25 @@ def main():
             finals[name].append(final)
             print(f"  final val loss {final:.3f} (200 batches)", flush=True)
 
-    print(f"\nmedians over {args.runs} run(s):")
-    fast_name = "numogpt, fast recipe"
-    ours_time = median_or_none(seconds_to(c, TARGET) for c in curves[fast_name])
+    def shown(times):
+        return "not reached" if times is None else f"{times[0]:.1f} s ({times[1]:.1f} s of CPU)"
+
+    print(f"\nmedians over {args.runs} run(s), wall-clock seconds (CPU seconds: less moved by other jobs):")
     for name in ours:
-        reached = median_or_none(seconds_to(c, TARGET) for c in curves[name])
-        shown = f"{reached:.1f} s" if reached is not None else "not reached"
-        print(f"  {name}: time to {TARGET}: {shown}; whole run {statistics.median(c[-1][0] for c in curves[name]):.1f} s; "
-              f"final val loss {statistics.median(finals[name]):.3f} (200 batches)")
-    if args.nanogpt:
-        nano_time = statistics.median(c[-1][0] for c in curves["nanoGPT"])
-        nano_loss = statistics.median(c[-1][2] for c in curves["nanoGPT"])
-        print(f"  nanoGPT: val loss {nano_loss:.3f} at {curves['nanoGPT'][0][-1][1]} iterations in {nano_time:.1f} s "
-              f"(its own timing: {statistics.median(nano_step_ms):.1f} ms per iteration)")
-        ours_to_theirs = median_or_none(seconds_to(c, nano_loss) for c in curves[fast_name])
-        if ours_time is not None:
-            print(f"numogpt reaches {TARGET} in {ours_time / nano_time:.2f}x the time nanoGPT takes to reach "
-                  f"{nano_loss:.3f}" + (f" (and nanoGPT's {nano_loss:.3f} in {ours_to_theirs / nano_time:.2f}x)"
-                                        if ours_to_theirs is not None else ""))
-    else:
+        print(f"  {name}: time to {TARGET}: {shown(both_clocks(curves[name], TARGET))}; whole run "
+              f"{shown(both_clocks(curves[name]))}; final val loss {statistics.median(finals[name]):.3f} (200 batches)")
+    if not args.nanogpt:
         print(NOT_MEASURED)
+    else:
+        theirs = both_clocks(curves["nanoGPT"])
+        their_loss = statistics.median(curve[-1].val_loss for curve in curves["nanoGPT"])
+        print(f"  nanoGPT: val loss {their_loss:.3f} after {curves['nanoGPT'][0][-1].step} iterations in {shown(theirs)}; "
+              f"its own timing: {statistics.median(nano_step_ms):.1f} ms per iteration")
+        for loss in (TARGET, their_loss):
+            mine = both_clocks(curves["numogpt, fast recipe"], loss)
+            if mine is not None:
+                print(f"numogpt reaches {loss:.3f} in {mine[0] / theirs[0]:.2f}x the time nanoGPT takes to reach "
+                      f"{their_loss:.3f} ({mine[1] / theirs[1]:.2f}x in CPU time)")
 
     if args.save_curves:
         settings = {name: " ".join(NANOGPT_ARGS) if name == "nanoGPT" else ours[name] for name in curves}
@@ -210,8 +253,8 @@ def main():
                     "one thread, both measured in the same run, turn about",
             "command": "python bench/train.py --nanogpt DIR --save-curves FILE",
             "torch": torch.__version__, "cpus": os.cpu_count(), "target": TARGET, "settings": settings,
-            "curves": {name: [{"seconds": round(s, 2), "step": step, "val_loss": round(loss, 4)}
-                              for s, step, loss in runs[0]] for name, runs in curves.items()},
+            "curves": {name: [{"seconds": round(p.seconds, 2), "cpu_seconds": round(p.cpu_seconds, 2), "step": p.step,
+                               "val_loss": round(p.val_loss, 4)} for p in runs[0]] for name, runs in curves.items()},
         }
         args.save_curves.parent.mkdir(parents=True, exist_ok=True)
         args.save_curves.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
