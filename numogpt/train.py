@@ -29,7 +29,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+# the text bar, also in Jupyter: a notebook widget bar is stored as its text at the start
+# ("0/1000"), while the text bar's last state is what a saved notebook shows
+from tqdm import tqdm
 
 from numogpt.arguments import require_int
 from numogpt.data import IGNORE_INDEX, ShuffledBatches

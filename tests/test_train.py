@@ -435,7 +435,8 @@ def test_a_tiny_real_run_writes_the_checkpoint_and_the_loss_curve(tmp_path):
     import subprocess
     import sys
 
-    from numogpt.tokenizer import CharTokenizer
+    from numogpt.__main__ import BPE_VOCAB_SIZE
+    from numogpt.tokenizer import BPETokenizer
 
     done = subprocess.run([sys.executable, "-m", "numogpt", "train", *TINY, "--max-iters", "3",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
@@ -444,7 +445,8 @@ def test_a_tiny_real_run_writes_the_checkpoint_and_the_loss_curve(tmp_path):
     assert "3/3" in done.stderr  # the progress bar
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     model, tokenizer = load_model(tmp_path / "checkpoint.pt")
-    assert isinstance(tokenizer, CharTokenizer) and model.config.n_layer == 2 and model.config.block_size == 16
+    assert isinstance(tokenizer, BPETokenizer) and tokenizer.vocab_size == BPE_VOCAB_SIZE  # the default: word pieces
+    assert model.config.n_layer == 2 and model.config.block_size == 16
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 
 
@@ -516,7 +518,8 @@ def test_every_tokenizer_trains_on_your_own_text_and_comes_back_from_the_checkpo
     assert tokenizer.decode(tokenizer.encode("the gradient")) == "the gradient"
     text = corpus.read_text(encoding="utf-8")
     distinct_words = len(set(regex.findall(WORD_PATTERN, text)))
-    assert tokenizer.vocab_size == {"word": distinct_words + 1, "bpe": 512, "gpt2": 50257}[kind]  # + 1: <unk>
+    from numogpt.__main__ import BPE_VOCAB_SIZE
+    assert tokenizer.vocab_size == {"word": distinct_words + 1, "bpe": BPE_VOCAB_SIZE, "gpt2": 50257}[kind]  # + 1: <unk>
 
 
 def test_the_pictures_are_closed_figures():
