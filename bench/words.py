@@ -1,6 +1,6 @@
 """Does the README's default run write real words, and how long does it take?
 
-    python bench/words.py [--threads 2] [--no-reference]
+    python bench/words.py [--threads 2] [--no-reference] [--out DIR]
 
 Runs `python -m numogpt train` with its defaults (the command the README shows) on
 `--threads` threads, timed from the start of the command to its end, then samples 500
@@ -50,13 +50,15 @@ def main_bench():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, a 2-core laptop)")
     parser.add_argument("--no-reference", action="store_true", help="skip the character-level reference run")
+    parser.add_argument("--out", help="keep the runs' checkpoints in DIR/default and DIR/char (default: a temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     corpus = load_corpus("train-nn")  # the default run's text: its samples are checked against it
     with tempfile.TemporaryDirectory() as tmp:
-        ours = report("python -m numogpt train (defaults)", [], corpus, Path(tmp) / "default")
+        out = Path(args.out or tmp)
+        ours = report("python -m numogpt train (defaults)", [], corpus, out / "default")
         if not args.no_reference:
-            chars = report("reference: --tokenizer char", ["--tokenizer", "char"], corpus, Path(tmp) / "char")
+            chars = report("reference: --tokenizer char", ["--tokenizer", "char"], corpus, out / "char")
             print(f"real words: {ours:.1%} with the defaults, {chars:.1%} with one token per character")
 
 

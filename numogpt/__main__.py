@@ -17,9 +17,9 @@ The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole an
 """
 # The default recipe: word-piece tokens (BPE trained on the text), so that the short run already
 # writes real words (lesson 05 says why; bench/words.py measures it; data/course_model.pt is its model)
-BPE_VOCAB_SIZE = 1024
+BPE_VOCAB_SIZE = 2048
 TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="bpe", preset="gpt-numo", block_size=None,
-                      batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=1000, eval_interval=None,
+                      batch_size=16, max_iters=500, lr=2e-3, lr_decay_iters=500, eval_interval=None,
                       seed=0, device="cpu")
 
 

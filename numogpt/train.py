@@ -33,11 +33,17 @@ import torch.nn.functional as F
 # ("0/1000"), while the text bar's last state is what a saved notebook shows
 from tqdm import tqdm
 
+from numogpt import DATA_DIR
 from numogpt.arguments import require_int
 from numogpt.data import IGNORE_INDEX, ShuffledBatches
 from numogpt.files import write_atomically
 from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import tokenizer_from_dict
+
+# The model the course ships: the checkpoint of `python -m numogpt train` with its defaults (the
+# run of lesson 05), made by `python -m numogpt train --out out/course` and copied here. Lesson 06
+# samples from it, so it needs no training first.
+COURSE_MODEL = DATA_DIR / "course_model.pt"
 
 
 @dataclass

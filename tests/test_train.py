@@ -532,3 +532,17 @@ def test_the_pictures_are_closed_figures():
     history = {"train": [(s, 3.0 - s / 50) for s in range(50)], "val": [(0, 3.1), (50, 2.2)], "lr": []}
     for fig in (plot_lr_schedule([lr_at(s, config) for s in range(50)], 5), plot_loss_curves(history)):
         assert isinstance(fig, Figure) and not plt.fignum_exists(fig.number)
+
+
+def test_the_shipped_course_model_is_the_default_run_and_loads_without_running_code():
+    """Lesson 06 samples from COURSE_MODEL: the checkpoint of `python -m numogpt train` with its defaults."""
+    from numogpt.__main__ import TRAIN_DEFAULTS
+    from numogpt.train import COURSE_MODEL
+
+    assert COURSE_MODEL.stat().st_size < 5_000_000  # a few MB, fit to ship
+    saved = load_checkpoint(COURSE_MODEL)  # weights_only=True
+    recipe = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in ("block_size", "eval_interval", "device")}
+    assert {k: saved["command"][k] for k in recipe} == recipe
+    assert saved["step"] == TRAIN_DEFAULTS["max_iters"]
+    model, tokenizer = load_model(COURSE_MODEL)
+    assert type(tokenizer).__name__ == "BPETokenizer" and model.config.vocab_size == tokenizer.vocab_size
