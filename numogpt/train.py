@@ -41,7 +41,8 @@ from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import tokenizer_from_dict
 
 # The model the course ships: the checkpoint of `python -m numogpt train` with its defaults (the
-# run of lesson 05), made by `python -m numogpt train --out out/course` and copied here. Lesson 06
+# run of lesson 05), made by `python bench/words.py --threads 1 --no-reference --out out/bench`
+# (the default command, run in-process and measured) and copied from out/bench/default/. Lesson 06
 # samples from it, so it needs no training first.
 COURSE_MODEL = DATA_DIR / "course_model.pt"
 
