@@ -15,8 +15,11 @@ validation loss and perplexity, and write OUT/checkpoint.pt and the loss curve O
 The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole and
 `--resume` continues from it exactly where it stopped.
 """
-TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="char", preset="gpt-numo", block_size=None,
-                      batch_size=16, max_iters=1000, lr=2e-3, lr_decay_iters=1000, eval_interval=None,
+# The default recipe: word-piece tokens (BPE trained on the text), so that the short run already
+# writes real words (lesson 05 says why; bench/words.py measures it; numogpt.train.COURSE_MODEL is its model)
+BPE_VOCAB_SIZE = 2048
+TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="bpe", preset="gpt-numo", block_size=None,
+                      batch_size=16, max_iters=500, lr=2e-3, lr_decay_iters=500, eval_interval=None,
                       seed=0, device="auto", dtype="auto", compile=False, grad_accum=1)
 CHANGEABLE_ON_RESUME = "--max-iters, --eval-interval, --device, --compile and --grad-accum"
 
@@ -29,8 +32,8 @@ def add_train(commands):
     p.add_argument("--data", metavar="PATH",
                    help=f"a UTF-8 text file, or a corpus name (train-nn, tinyshakespeare); default {d['data']}")
     p.add_argument("--tokenizer", choices=("char", "word", "bpe", "gpt2"),
-                   help="char: one id per character (default); word: one per word; bpe: byte-level BPE "
-                        "trained on the text, 512 tokens; gpt2: GPT-2's 50257 tokens")
+                   help=f"bpe: byte-level BPE trained on the text, {BPE_VOCAB_SIZE} tokens (default); char: one "
+                        f"id per character; word: one per word; gpt2: GPT-2's 50257 tokens")
     p.add_argument("--preset", metavar="NAME",
                    help=f"model size: nano, gpt-numo, micro, mini or gpt2 (numogpt.model.PRESETS); default {d['preset']}")
     p.add_argument("--block-size", type=int, metavar="T", help="context length in tokens (default: the preset's)")
@@ -202,7 +205,7 @@ def _make_tokenizer(kind, text):
         return WordTokenizer(text)
     if kind == "bpe":
         tokenizer = BPETokenizer()
-        tokenizer.train(text, vocab_size=512)
+        tokenizer.train(text, vocab_size=BPE_VOCAB_SIZE)
         return tokenizer
     return gpt2_tokenizer()
 

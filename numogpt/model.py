@@ -50,7 +50,7 @@ class GPTConfig:
 
     vocab_size: int  # how many different token ids there are
     block_size: int  # the longest input (context) the model can read: positions 0..block_size-1
-    n_layer: int  # how many blocks are stacked
+    n_layer: int  # how many blocks are stacked; 0 leaves a bigram model (each position sees only its own token)
     n_head: int  # attention heads per block; each gets n_embd // n_head dims
     n_embd: int  # the width C of every position's vector
     dropout: float = 0.0  # training only: 0.0 for short runs and tiny models; raise it (0.1-0.2) when a long run overfits
@@ -58,8 +58,9 @@ class GPTConfig:
     gelu: str = "exact"  # the MLP's GELU: "exact" (cheaper on a CPU) or "tanh" (GPT-2's approximation)
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_head", "n_embd"):
             require_int(name, getattr(self, name))
+        require_int("n_layer", self.n_layer, least=0)
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}): "

@@ -21,6 +21,7 @@ showing it as it comes.
     >>> torch.equal(out, generate(model, prompt, 4, temperature=0, use_cache=False))
     True
 """
+import regex
 import torch
 import torch.nn.functional as F
 
@@ -269,3 +270,59 @@ def _text_pieces(tokenizer, ids, steps, eot_id):
     rest = tokenizer.decode(ids)[len(shown):]  # bytes that never completed a character
     if rest:
         yield rest
+
+
+# --- how much of a sample is real words ---------------------------------------------------
+
+
+def lower_words(text):
+    """The lower-cased alphabetic words of `text`, in order (digits, _ and punctuation split them).
+
+    >>> lower_words("The GPT-2 model's loss: 1.5")
+    ['the', 'gpt', 'model', 's', 'loss']
+    """
+    return regex.findall(r"[^\W\d_]+", text.lower())
+
+
+def real_word_share(text, corpus):
+    """The share of `text`'s words (lower_words) that occur among the words of `corpus`.
+
+    A first measure of whether a model spells: 1.0 when every word it writes is a word of its
+    training text, about 0.5 for a character model that has learned only which letters follow
+    which. It says nothing about grammar or sense. Raises ValueError for a text without words.
+
+    >>> real_word_share("the modle learns", "The model learns.")
+    0.6666666666666666
+    """
+    words = lower_words(text)
+    if not words:
+        raise ValueError(f"the text {text[:40]!r} has no alphabetic words to check")
+    known = set(lower_words(corpus))
+    return sum(w in known for w in words) / len(words)
+
+
+def sample_chars(model, tokenizer, prompt, n_chars, **options):
+    """The first `n_chars` characters the model writes after `prompt` (stream_text's options).
+
+    Stops early at the tokenizer's <|endoftext|>, so the text may be shorter.
+    """
+    text = ""
+    # a token decodes to one character or more (a byte-level token may hold only part of one,
+    # but then the next tokens complete it), so n_chars tokens are nearly always enough
+    for piece in stream_text(model, tokenizer, prompt, n_chars, **options):
+        text += piece
+        if len(text) >= n_chars:
+            break
+    return text[:n_chars]
+
+
+WORD_PROMPTS = ("Attention is", "The model", "A neural network", "Training", "The loss")
+
+
+def sampled_word_share(model, tokenizer, corpus, prompts=WORD_PROMPTS, n_chars=500, temperature=0.8, seed=0):
+    """The course's measure of a model's spelling: the mean real_word_share of `n_chars`
+    sampled characters after each prompt (prompt i drawn with seed + i), against `corpus`."""
+    shares = [real_word_share(sample_chars(model, tokenizer, prompt, n_chars, temperature=temperature,
+                                           generator=torch.Generator().manual_seed(seed + i)), corpus)
+              for i, prompt in enumerate(prompts)]
+    return sum(shares) / len(shares)

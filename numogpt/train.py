@@ -33,13 +33,22 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+# the text bar, also in Jupyter: a notebook widget bar is stored as its text at the start
+# ("0/1000"), while the text bar's last state is what a saved notebook shows
+from tqdm import tqdm
 
+from numogpt import DATA_DIR
 from numogpt.arguments import require_int
 from numogpt.data import IGNORE_INDEX, ShuffledBatches
 from numogpt.files import write_atomically
 from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import tokenizer_from_dict
+
+# The model the course ships: the checkpoint of `python -m numogpt train` with its defaults (the
+# run of lesson 05), made by `python bench/words.py --threads 1 --no-reference --out out/bench`
+# (the default command, run in-process and measured) and copied from out/bench/default/. Lesson 06
+# samples from it, so it needs no training first.
+COURSE_MODEL = DATA_DIR / "course_model.pt"
 
 
 @dataclass

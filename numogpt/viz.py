@@ -275,14 +275,18 @@ def plot_causal_mask(tokens):
     return _finished(fig)
 
 
-def plot_attention_maps(weights, tokens, title="attention weights per head"):
-    """One heatmap per head: weights (H, T, T), row = the query token, column = the key token."""
+def plot_attention_maps(weights, tokens, title="attention weights per head", head_titles=None):
+    """One heatmap per head: weights (H, T, T), row = the query token, column = the key token.
+
+    head_titles: a title for each head (default "head 0", "head 1", ...).
+    """
     H, T = weights.shape[0], len(tokens)
+    head_titles = head_titles or [f"head {h}" for h in range(H)]
     fig, axes = _subplots(1, H, figsize=(0.3 * T * H + 1.6, 0.3 * T + 1.4), squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
         image = ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=1.0)
         _label_token_axes(ax, tokens, rows=h == 0)
-        ax.set_title(f"head {h}", fontsize=9)
+        ax.set_title(head_titles[h], fontsize=9)
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="weight")
     fig.suptitle(title, fontsize=10)
     plt.close(fig)
@@ -509,7 +513,7 @@ def plot_loss_against_time(curves, target=None, title="validation loss against w
     """Validation loss against seconds for several runs, e.g. the "curves" that
     `bench/train.py --save-curves FILE` writes: {name: [{"seconds": s, "val_loss": l}, ...]}.
     `target`, if given, is drawn as a dashed line: the first dot below it is the time to that loss."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = _subplots(figsize=(6, 3.4))
     for (name, points), colour in zip(curves.items(), _RUN_COLOURS):
         seconds = [p["seconds"] for p in points]
         losses = [p["val_loss"] for p in points]
@@ -521,6 +525,22 @@ def plot_loss_against_time(curves, target=None, title="validation loss against w
     ax.set_ylabel("validation loss")
     ax.set_title(title, fontsize=10)
     ax.legend()
+    return _finished(fig)
+
+
+def plot_validation_curves(histories, baselines=None, title="validation loss: the model, its ablations, its baselines"):
+    """The validation loss of several `train` histories, {label: history}, one line each, with
+    each `baselines` entry, {label: loss}, as a dashed horizontal line."""
+    fig, ax = _subplots(figsize=(6.4, 3.6))
+    for label, history in histories.items():
+        steps, losses = zip(*history["val"])
+        ax.plot(steps, losses, "o-", markersize=3, label=label)
+    for i, (label, loss) in enumerate((baselines or {}).items()):
+        ax.axhline(loss, color="grey", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=f"{label}: {loss:.2f}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
     return _finished(fig)
 
 

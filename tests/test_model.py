@@ -157,7 +157,8 @@ def test_presets_grow_and_take_overrides():
     "bad, message",
     [
         (dict(n_embd=30), r"n_embd \(30\) must be a multiple of n_head \(4\)"),
-        (dict(n_layer=0), "n_layer must be 1 or more, got 0"),
+        (dict(n_layer=-1), "n_layer must be 0 or more, got -1"),
+        (dict(n_head=0), "n_head must be 1 or more, got 0"),
         (dict(dropout=1.0), r"dropout must be a number in \[0, 1\), got 1.0"),
         (dict(bias="yes"), "bias must be True or False"),
     ],
@@ -165,6 +166,17 @@ def test_presets_grow_and_take_overrides():
 def test_config_rejects_bad_sizes(bad, message):
     with pytest.raises(ValueError, match=message):
         GPTConfig(**{**dict(vocab_size=65, block_size=8, n_layer=2, n_head=4, n_embd=32), **bad})
+
+
+def test_a_gpt_without_blocks_is_a_bigram_model():
+    """n_layer=0: embeddings, the final LayerNorm and the head; a position's logits depend on its own token only."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=0, n_head=1, n_embd=16))
+    logits, _ = model(torch.tensor([[3, 5, 7], [9, 9, 7]]))  # (2, 3, V)
+    wte, wpe = model.transformer.wte.weight, model.transformer.wpe.weight
+    by_hand = model.transformer.ln_f(wte[7] + wpe[2]) @ wte.T  # the tied head
+    assert torch.allclose(logits[0, 2], by_hand, atol=1e-6)
+    assert torch.allclose(logits[0, 2], logits[1, 2])  # different tokens before it change nothing
 
 
 def test_config_rejects_a_size_that_is_not_a_whole_number():

@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 from numogpt.model import GPT, GPTConfig
 from numogpt.pretrained import from_pretrained
 from numogpt.sample import (
-    KVCache, apply_temperature, generate, pick_next, stream, top_k_filter, top_p_filter,
+    WORD_PROMPTS, KVCache, apply_temperature, generate, lower_words, pick_next, real_word_share, sample_chars,
+    sampled_word_share, stream, top_k_filter, top_p_filter,
 )
 
 
@@ -426,3 +427,36 @@ def test_the_sampler_widget_streams_into_the_page():
     prompt_box.value = "xyz"  # not in the alphabet: the tokenizer's message, in the page
     button.click()
     assert "character &#x27;x&#x27;" in page.value
+
+
+# --- real words: the measure of README and lesson 05 --------------------------------------------
+
+
+def test_real_word_share_counts_lower_cased_alphabetic_words_found_in_the_corpus():
+    corpus = "The model learns. Attention, then an MLP!"
+    assert lower_words("GPT-2's loss_rate") == ["gpt", "s", "loss", "rate"]
+    assert real_word_share("THE Model learns", corpus) == 1.0
+    assert real_word_share("the modle 42 learns learns", corpus) == 3 / 4  # numbers are no words; repeats count
+    assert real_word_share("zzz", corpus) == 0.0
+    with pytest.raises(ValueError, match="no alphabetic words"):
+        real_word_share("42 + 7 !", corpus)
+
+
+def test_a_short_run_of_the_default_recipe_spells_better_than_before_training(tmp_path):
+    """The figure quoted in the README comes from sampled_word_share on the default run; here the
+    same recipe, cut short, already writes more real words than its untrained model."""
+    from numogpt.__main__ import main
+    from numogpt.data import load_corpus
+    from numogpt.train import load_checkpoint, load_model
+
+    main(["train", "--max-iters", "150", "--eval-interval", "150", "--out", str(tmp_path)])
+    trained, tokenizer = load_model(tmp_path / "checkpoint.pt")
+    torch.manual_seed(0)
+    untrained = GPT(trained.config).eval()
+    corpus = load_corpus(load_checkpoint(tmp_path / "checkpoint.pt")["command"]["data"])
+    text = sample_chars(trained, tokenizer, WORD_PROMPTS[0], 500, temperature=0.8,
+                        generator=torch.Generator().manual_seed(0))
+    assert len(text) == 500 and not text.startswith(WORD_PROMPTS[0])  # the new text only
+    share = sampled_word_share(trained, tokenizer, corpus)
+    assert share == sampled_word_share(trained, tokenizer, corpus)  # seeded: the same figure every time
+    assert share > sampled_word_share(untrained, tokenizer, corpus) + 0.1, share

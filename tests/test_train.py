@@ -450,7 +450,8 @@ def test_a_tiny_real_run_writes_the_checkpoint_and_the_loss_curve(tmp_path):
     import subprocess
     import sys
 
-    from numogpt.tokenizer import CharTokenizer
+    from numogpt.__main__ import BPE_VOCAB_SIZE
+    from numogpt.tokenizer import BPETokenizer
 
     done = subprocess.run([sys.executable, "-m", "numogpt", "train", *TINY, "--max-iters", "3",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
@@ -459,7 +460,8 @@ def test_a_tiny_real_run_writes_the_checkpoint_and_the_loss_curve(tmp_path):
     assert "3/3" in done.stderr  # the progress bar
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     model, tokenizer = load_model(tmp_path / "checkpoint.pt")
-    assert isinstance(tokenizer, CharTokenizer) and model.config.n_layer == 2 and model.config.block_size == 16
+    assert isinstance(tokenizer, BPETokenizer) and tokenizer.vocab_size == BPE_VOCAB_SIZE  # the default: word pieces
+    assert model.config.n_layer == 2 and model.config.block_size == 16
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 
 
@@ -472,9 +474,11 @@ def test_resume_through_the_command_equals_one_straight_run(tmp_path, capsys):
 
 
 def test_a_run_shorter_than_the_schedule_gets_a_note(tmp_path, capsys):
+    from numogpt.__main__ import TRAIN_DEFAULTS
+
     code, out, _ = run_command(capsys, *TINY, "--max-iters", "2", "--out", str(tmp_path / "a"))
     assert code == 0
-    assert ("note: the learning rate decays over 1000 steps (--lr-decay-iters); this run stops at step 2, "
+    assert (f"note: the learning rate decays over {TRAIN_DEFAULTS['lr_decay_iters']} steps (--lr-decay-iters); this run stops at step 2, "
             "before it is low: pass --lr-decay-iters 2 for a shorter schedule") in out
     code, out, _ = run_command(capsys, *TINY, "--max-iters", "2", "--lr-decay-iters", "2", "--out", str(tmp_path / "b"))
     assert code == 0 and "note:" not in out
@@ -531,7 +535,11 @@ def test_every_tokenizer_trains_on_your_own_text_and_comes_back_from_the_checkpo
     assert tokenizer.decode(tokenizer.encode("the gradient")) == "the gradient"
     text = corpus.read_text(encoding="utf-8")
     distinct_words = len(set(regex.findall(WORD_PATTERN, text)))
-    assert tokenizer.vocab_size == {"word": distinct_words + 1, "bpe": 512, "gpt2": 50257}[kind]  # + 1: <unk>
+    from numogpt.__main__ import BPE_VOCAB_SIZE
+    from numogpt.tokenizer import BPETokenizer
+    # BPE stops short of its vocabulary when every chunk of a short text has become one token
+    bpe_size = BPETokenizer().train(text, BPE_VOCAB_SIZE).vocab_size if kind == "bpe" else None
+    assert tokenizer.vocab_size == {"word": distinct_words + 1, "bpe": bpe_size, "gpt2": 50257}[kind]  # + 1: <unk>
 
 
 def test_the_pictures_are_closed_figures():
@@ -551,3 +559,17 @@ def test_the_pictures_are_closed_figures():
     lines = figures[2].axes[0].get_lines()
     assert [list(line.get_xdata()) for line in lines[:2]] == [[0.0, 100.0, 200.0], [0.0, 50.0, 100.0]]
     assert list(lines[2].get_ydata()) == [2.5, 2.5]  # the target
+
+
+def test_the_shipped_course_model_is_the_default_run_and_loads_without_running_code():
+    """Lesson 06 samples from COURSE_MODEL: the checkpoint of `python -m numogpt train` with its defaults."""
+    from numogpt.__main__ import TRAIN_DEFAULTS
+    from numogpt.train import COURSE_MODEL
+
+    assert COURSE_MODEL.stat().st_size < 5_000_000  # a few MB, fit to ship
+    saved = load_checkpoint(COURSE_MODEL)  # weights_only=True
+    recipe = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in ("block_size", "eval_interval", "device", "dtype", "compile", "grad_accum")}
+    assert {k: saved["command"][k] for k in recipe} == recipe
+    assert saved["step"] == TRAIN_DEFAULTS["max_iters"]
+    model, tokenizer = load_model(COURSE_MODEL)
+    assert type(tokenizer).__name__ == "BPETokenizer" and model.config.vocab_size == tokenizer.vocab_size
