@@ -169,12 +169,12 @@ def next_logits(model, idx, cache=None):
 
 
 def _validate_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id):
-    require_token_ids("idx", idx, model.config.vocab_size)
+    vocab_size = model.config.vocab_size
+    require_token_ids("idx", idx, vocab_size)
     if idx.dim() != 2:
         raise ValueError(f"idx must be (B, T), got shape {tuple(idx.shape)}: for one prompt add a batch dim, idx[None]")
     if idx.size(0) == 0 or idx.size(1) == 0:
         raise ValueError(f"empty prompt: idx has shape {tuple(idx.shape)}; give at least one token per row")
-    vocab_size = model.config.vocab_size
     if not is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if not is_number(temperature) or temperature < 0:
