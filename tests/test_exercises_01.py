@@ -5,7 +5,7 @@ import pytest
 
 from numogpt.exercises import ExerciseError
 import numogpt.bpe
-from numogpt.exercises.lesson01 import (check_count_pairs, check_decode, check_encode_with_merges, check_learn_merges,
+from numogpt.exercises.lesson01 import (check_apply_merges, check_count_pairs, check_decode, check_learn_merges,
                                         check_merge_pair)
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 
@@ -127,37 +127,34 @@ def test_merge_pair(wrong, message, capsys):
     assert_right_passes_and_wrong_fails(check_merge_pair, merge, wrong, message, capsys)
 
 
-# --- encode with merges ----------------------------------------------------------------------
+# --- apply merges ----------------------------------------------------------------------------
 
-def encode_with_merges(text, merges):
-    ids = list(text.encode("utf-8"))
+def apply_merges(ids, merges):
     for pair, new_id in merges.items():
         ids = merge(ids, pair, new_id)
     return ids
 
 
-def encode_code_points(text, merges):
-    ids = [ord(c) for c in text]
-    for pair, new_id in merges.items():
-        ids = merge(ids, pair, new_id)
-    return ids
-
-
-def encode_in_reverse_order(text, merges):
-    ids = list(text.encode("utf-8"))
+def apply_in_reverse_order(ids, merges):
     for pair, new_id in reversed(merges.items()):
         ids = merge(ids, pair, new_id)
     return ids
 
 
+def apply_in_place(ids, merges):
+    for pair, new_id in merges.items():
+        ids[:] = merge(ids, pair, new_id)
+    return ids
+
+
 @pytest.mark.parametrize("wrong, message", [
-    (encode_code_points, "code points"),
-    (encode_in_reverse_order, "in the order they were learned"),
-    (lambda text, merges: text.encode("utf-8"), "should return a list of ints"),
+    (apply_in_reverse_order, "in the order they were learned"),
+    (apply_in_place, "changed the list it was given"),
+    (lambda ids, merges: tuple(apply_merges(ids, merges)), "should return a list of ints"),
     (not_written, "not written yet"),
 ])
-def test_encode_with_merges(wrong, message, capsys):
-    assert_right_passes_and_wrong_fails(check_encode_with_merges, encode_with_merges, wrong, message, capsys)
+def test_apply_merges(wrong, message, capsys):
+    assert_right_passes_and_wrong_fails(check_apply_merges, apply_merges, wrong, message, capsys)
 
 
 # --- learn merges ----------------------------------------------------------------------------
@@ -242,3 +239,8 @@ def decode(ids, vocab):
 ])
 def test_decode(wrong, message, capsys):
     assert_right_passes_and_wrong_fails(check_decode, decode, wrong, message, capsys)
+
+
+def test_apply_merges_refuses_the_library(capsys):
+    with pytest.raises(ExerciseError, match="finished encoder"):
+        check_apply_merges(lambda ids, merges: numogpt.bpe.apply_merges(ids, merges))

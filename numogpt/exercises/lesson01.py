@@ -51,21 +51,24 @@ def check_merge_pair(merge_pair_answer):
     passed("merge_pair replaces every occurrence, left to right, at the ends too, without changing its input")
 
 
-def check_encode_with_merges(encode_with_merges):
-    """encode_with_merges(text, merges) -> ids: the text's UTF-8 bytes, then each merge in order."""
+def check_apply_merges(apply_merges_answer):
+    """apply_merges(ids, merges) -> ids, as numogpt.bpe.apply_merges: each merge in the order learned."""
     merges = {(97, 97): 256, (256, 98): 257, (257, 97): 258, (195, 169): 259, (32, 259): 260}
     cases = ["aaabdaaabac", "", "a", "aab aab", "café é", "aaaa", "ab"]
     for text in cases:
-        got = attempt(encode_with_merges, text, dict(merges))
-        want = apply_merges(list(text.encode("utf-8")), merges)
-        expect(isinstance(got, list), f"encode_with_merges should return a list of ints, got {type(got).__name__}")
-        if "é" in text and got == [ord(c) for c in text]:
-            expect(False, f"encode_with_merges({text!r}) gave {got}: those are code points (ord). "
-                          "Start from the UTF-8 bytes: list(text.encode('utf-8'))")
-        expect(got == want, f"encode_with_merges({text!r}) gave {got}, expected {want}. Start from "
-                            "list(text.encode('utf-8')), then apply the merges in the order they were learned "
-                            "(the order of the dict), each one everywhere")
-    passed("encode_with_merges turns text into bytes and applies the merges in the order learned")
+        ids = list(text.encode("utf-8"))
+        given = list(ids)
+        with refusing({"numogpt.bpe.apply_merges": apply_merges},
+                      why="it is the finished encoder; apply your merges with merge_pair, one after the other"):
+            got = attempt(apply_merges_answer, given, dict(merges))
+        want = apply_merges(ids, merges)
+        expect(isinstance(got, list), f"apply_merges should return a list of ints, got {type(got).__name__}")
+        expect(given == ids, f"apply_merges changed the list it was given ({ids} became {given}): "
+                             "build a new list (merge_pair returns one) and leave the caller's ids alone")
+        expect(got == want, f"apply_merges({ids}) gave {got}, expected {want}. Apply the merges in the "
+                            "order they were learned (the order of the dict), each one everywhere: "
+                            "ids = merge_pair(ids, pair, new_id) for every (pair, new_id)")
+    passed("apply_merges applies the merges in the order learned, like numogpt.bpe.apply_merges")
 
 
 def check_learn_merges(learn_merges_answer):
