@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 import numogpt
 from nanogpt_checkout import NOT_MEASURED, add_option
-from numogpt.data import TokenBlocks, train_val_split
+from numogpt.data import TokenBlocks, shuffled_loader, train_val_split
 from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import CharTokenizer
 from numogpt.train import TrainConfig, evaluate, train
@@ -147,8 +147,8 @@ def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0):
     batch_size = recipe.pop("batch_size")
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab_size, **BABY_GPT))
-    # nanoGPT samples random windows: stride 1 lets any position start a block
-    train_loader = DataLoader(TokenBlocks(ids_train, 64, stride=1), batch_size=batch_size)
+    # nanoGPT samples random windows: stride 1 lets any position start a block, in a shuffled order
+    train_loader = shuffled_loader(TokenBlocks(ids_train, 64, stride=1), batch_size, seed)
     random_val = TokenBlocks(ids_val, 64, stride=1)
 
     def val_loader(seed):
