@@ -3,11 +3,14 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import re
 
+import nbformat
 import pytest
 import torch
 
 import numogpt.train
+from numogpt import NOTEBOOKS_DIR
 from numogpt.train import batches_from, configure_optimizer, eval_mode, evaluate
 
 from numogpt.exercises.lesson05 import (
@@ -19,6 +22,7 @@ from numogpt.exercises.lesson05 import (
     check_weight_decay_groups,
 )
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
+from tests.test_notebooks import CHECK_CALL
 
 
 # --- cross-entropy by hand ----------------------------------------------------------------------
@@ -262,3 +266,38 @@ def stepping_without_evaluation(model, train_loader, val_loader, config, callbac
 ])
 def test_train(wrong, message, capsys, one_thread):
     assert_right_passes_and_wrong_fails(check_train, a_loop(), wrong, message, capsys)
+
+
+# --- the lesson runs the learner's code ------------------------------------------------------
+
+VAL_LOSSES = re.compile(r"validation loss at each evaluation: \[([^\]]*)\]")
+
+
+def val_losses(cell):
+    printed = "".join(o.get("text", "") for o in cell.outputs)
+    return [float(v) for v in VAL_LOSSES.search(printed).group(1).split(",")]
+
+
+def test_a_missing_zero_grad_shows_in_the_lessons_own_training():
+    """Lesson 05's run is the learner's train with the learner's train_step: a step that never clears the
+    gradients worsens the lesson's own result, not only its check. The first 150 of the run's 500 steps
+    show it (the same schedule, lr_decay_iters=500, so its step 150 is the stored run's) at a third of the cost."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS_DIR / "05_training.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    run = next(i for i, c in enumerate(cells) if "history = train(" in c.source and "# your loop" in c.source)
+    report = next(c for c in cells if "validation loss at each evaluation" in c.source)
+    stored = val_losses(report)  # at steps 0, 50, ..., 500
+    step = next(c for c in cells if c.source.startswith("def train_step("))
+    assert "optimizer.zero_grad(" in step.source
+    step.source = "\n".join(line for line in step.source.split("\n") if "optimizer.zero_grad(" not in line)
+    assert "max_iters=500," in cells[run].source
+    cells[run].source = cells[run].source.replace("max_iters=500,", "max_iters=150, lr_decay_iters=500,")
+    # the checks would stop the run (they refuse this step); every other cell up to the run runs as stored
+    nb.cells = [c for c in cells[: run + 1] if not CHECK_CALL.search(c.source)] + [report]
+    NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
+    wrong = val_losses(nb.cells[-1])  # at steps 0, 50, 100, 150
+    assert wrong[0] == stored[0], "the same model before its first step"
+    assert wrong[3] > stored[3] + 0.3, f"without zero_grad the lesson's model reaches {wrong[3]} at step 150, " \
+                                       f"the right one {stored[3]}"
