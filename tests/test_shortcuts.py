@@ -14,14 +14,16 @@ from torch.nn.functional import cross_entropy, layer_norm, scaled_dot_product_at
 import numogpt.attention
 import numogpt.model
 import numogpt.sample
+import numogpt.train
 from numogpt.exercises import ExerciseError
 from numogpt.exercises.lesson02 import check_loss_ignoring_padding
 from numogpt.exercises.lesson03 import check_attention
 from numogpt.exercises.lesson04 import check_block, check_gpt, check_layer_norm
-from numogpt.exercises.lesson05 import check_cross_entropy, check_decayed_names, check_lr_at_step
+from numogpt.exercises.lesson05 import (check_cross_entropy, check_lr_at, check_train, check_train_step,
+                                        check_weight_decay_groups)
 from numogpt.exercises.lesson06 import check_top_k_filter, check_top_p_filter
 from numogpt.sample import top_k_filter, top_p_filter
-from numogpt.train import TrainConfig, lr_at, weight_decay_groups
+from numogpt.train import lr_at, train, train_step, weight_decay_groups
 
 
 def cross_entropy_in_a_wrapper(logits, targets):
@@ -29,9 +31,8 @@ def cross_entropy_in_a_wrapper(logits, targets):
     return loss
 
 
-def lr_at_by_the_library(step, warmup_iters, decay_iters, max_lr, min_lr):
-    config = TrainConfig(max_iters=decay_iters, warmup_iters=warmup_iters, learning_rate=max_lr, min_lr=min_lr)
-    return lr_at(step, config)
+def lr_at_by_the_library(step, config):
+    return numogpt.train.lr_at(step, config)
 
 
 class BlockBySuper(numogpt.model.Block):
@@ -64,8 +65,12 @@ SHORTCUTS = [
     (check_cross_entropy, F.cross_entropy, "without `F.cross_entropy`"),
     (check_cross_entropy, cross_entropy_in_a_wrapper, "without `F.cross_entropy`"),
     (check_cross_entropy, lambda logits, targets: F.nll_loss(logits.log_softmax(-1), targets), "without `F.nll_loss`"),
-    (check_lr_at_step, lr_at_by_the_library, "without `numogpt.train.lr_at`"),
-    (check_decayed_names, lambda model: weight_decay_groups(model)[0], "without `numogpt.train.weight_decay_groups`"),
+    (check_lr_at, lr_at, "without `numogpt.train.lr_at`"),
+    (check_lr_at, lr_at_by_the_library, "without `numogpt.train.lr_at`"),
+    (check_weight_decay_groups, weight_decay_groups, "without `numogpt.train.weight_decay_groups`"),
+    # lesson 05: the training step and the loop
+    (check_train_step, train_step, "without `numogpt.train.train_step`"),
+    (check_train, train, "without `numogpt.train.train`"),
     # lesson 06: the filters
     (check_top_k_filter, top_k_filter, "without `numogpt.sample.top_k_filter`"),
     (check_top_k_filter, lambda logits, k: numogpt.sample.top_k_filter(logits, k), "without `numogpt.sample.top_k_filter`"),
