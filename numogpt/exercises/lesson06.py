@@ -137,3 +137,361 @@ def check_greedy_step(greedy_step):
                                         f"you gave {got.flatten().tolist()}: crop idx to the last block_size tokens, "
                                         "run the model, take the last position's logits and their argmax.")
     passed("greedy step: crop to the context, last position's logits, argmax -> (B, 1)")
+
+
+# --- the generation loop and its cache ------------------------------------------------------
+
+
+class _WatchedGPT(GPT):
+    """A toy GPT that notes every forward call: what it read, how many positions the cache held
+    before it (None: no cache), its logits, and whether gradients and training mode were on."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.calls = []
+
+    def forward(self, idx, targets=None, cache=None):
+        call = dict(idx=idx.detach().clone(), cached=None if cache is None else len(cache),
+                    grad=torch.is_grad_enabled(), training=self.training)
+        self.calls.append(call)
+        logits, loss = super().forward(idx, targets, cache=cache)
+        call["logits"] = logits.detach()
+        return logits, loss
+
+
+def _watched_gpt(dropout=0.0):
+    """The checks' toy GPT: context 8, 11 tokens, weights scaled up so that its logits differ clearly."""
+    with torch.random.fork_rng(devices=[]):  # leave the notebook's random state alone
+        torch.manual_seed(0)
+        model = _WatchedGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=dropout))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(6)
+    return model.eval()
+
+
+def _prompts(shape, seed):
+    return torch.randint(0, 11, shape, generator=torch.Generator().manual_seed(seed))
+
+
+_CROP = "crop idx to its last block_size tokens before each forward pass: idx[:, -model.config.block_size:]"
+
+
+def _run_generate(generate, model, idx, max_new_tokens, options, seed=None):
+    """Call the learner's generate like a lesson cell would; check what any generation must do.
+
+    Returns its output and the model calls it made. `seed`: the sampling generator's seed.
+    """
+    if seed is not None:
+        options = dict(options, generator=torch.Generator().manual_seed(seed))
+    model.calls.clear()
+    was_training, state = model.training, torch.get_rng_state()
+    try:
+        got = attempt(generate, model, idx.clone(), max_new_tokens, **options)
+    except ExerciseError as e:
+        if "longer than block_size" not in str(e):
+            raise
+        last = model.calls[-1]
+        expect(last["cached"] is None,
+               f"The model was handed {last['idx'].size(1)} new tokens and a cache already holding "
+               f"{last['cached']} positions, more than its context of {model.config.block_size}. Past block_size "
+               "the window slides, every token moves one position, and the cached keys and values are stale: "
+               "next_logits must then crop to the last block_size tokens and run them WITHOUT the cache.")
+        expect(False, f"The model was handed {last['idx'].size(1)} tokens, more than its context of "
+                      f"{model.config.block_size}: {_CROP}.")
+    B, T = idx.shape
+    expect(isinstance(got, torch.Tensor), f"`generate` should return a tensor of token ids, got {type(got).__name__}.")
+    expect(got.dim() == 2 and got.size(0) == B, f"For idx of shape {(B, T)} return shape (B, T + new) = ({B}, ...), "
+                                                f"got {tuple(got.shape)}.")
+    expect(got.size(1) >= T and torch.equal(got[:, :T], idx),
+           f"The result must start with the whole prompt idx ({T} tokens), then the new tokens: crop only what the "
+           f"model reads, and append each new token to idx (torch.cat([idx, next_ids], dim=1)). Got shape "
+           f"{tuple(got.shape)}.")
+    expect(got.size(1) <= T + max_new_tokens,
+           f"You returned {got.size(1) - T} new tokens; max_new_tokens was {max_new_tokens}.")
+    expect(not any(call["grad"] for call in model.calls),
+           "The model ran with gradients on: generation never calls backward, so wrap the loop in "
+           "`with torch.no_grad():` (it saves the memory and time of recording the graph).")
+    expect(not any(call["training"] for call in model.calls),
+           "The model ran in training mode, so dropout changed its logits at random: run it in eval mode "
+           "(`with eval_mode(model):`, from numogpt.train).")
+    expect(model.training == was_training,
+           f"The model came in {'training' if was_training else 'eval'} mode and left in "
+           f"{'training' if model.training else 'eval'} mode: give it back as it came, which "
+           "`with eval_mode(model):` does for you.")
+    expect(torch.equal(torch.get_rng_state(), state),
+           "Your generation drew from torch's global random state: pass the `generator` argument on to the draw "
+           "(pick_next(..., generator=generator), or torch.multinomial(probs, 1, generator=generator)). "
+           "Otherwise a seed does not reproduce the text, and sampling changes the random state of whatever runs next.")
+    return got
+
+
+def _expect_steps_like_the_library(model, idx, got, options, seed):
+    """Walk the learner's uncached generation step by step and say where it first went wrong.
+
+    Each step must read the last block_size tokens of the sequence so far (the prompt and the
+    tokens the learner has appended), and pick from the logits of the last position exactly as
+    pick_next does with the same generator; rows that wrote eot_id get eot_id; the loop stops
+    when every row has written it, or after max_new_tokens.
+    """
+    block_size, T, calls = model.config.block_size, idx.size(1), model.calls
+    eot_id = options.get("eot_id")
+    new = got.size(1) - T
+    expect(len(calls) == new, f"You ran the model {len(calls)} times for {new} new tokens: run it once per new token.")
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    finished = torch.zeros(idx.size(0), 1, dtype=torch.bool)  # (B, 1)
+    for step, call in enumerate(calls):
+        so_far = got[:, :T + step]  # (B, T + step): what the model should read, cropped
+        read = call["idx"]
+        expect(not (step > 0 and torch.equal(read, calls[0]["idx"]) and not torch.equal(read, so_far[:, -block_size:])),
+               f"At step {step + 1} the model read the same tokens as at step 1: append each new token to idx "
+               "(idx = torch.cat([idx, next_ids], dim=1)) so that the next step reads it.")
+        if not torch.equal(read, so_far[:, -block_size:]):
+            expect(not torch.equal(read, so_far[:, :block_size]),
+                   f"At step {step + 1} the model read the FIRST {block_size} tokens of a sequence of {so_far.size(1)}: "
+                   f"the next token follows the end of the text, so keep the LAST ones: {_CROP}.")
+            expect(False, f"At step {step + 1} the model read {tuple(read.shape)} tokens that are not the last "
+                          f"block_size tokens of the sequence so far {tuple(so_far.shape)}: {_CROP}.")
+        expect(not (eot_id is not None and finished.all()),
+               f"Every row had written eot_id = {eot_id} by step {step}, yet you went on: stop the loop once all "
+               "rows have finished (if finished.all(): break).")
+        logits = call["logits"]  # (B, t, V)
+        before = None if generator is None else generator.get_state()
+        right = sample.pick_next(logits[:, -1, :], generator=generator, **_picking(options))  # (B, 1)
+        if eot_id is not None:
+            right = right.masked_fill(finished, eot_id)
+        wrote = got[:, T + step:T + step + 1]  # (B, 1)
+        if not torch.equal(wrote, right):
+            expect(not (finished & (wrote != eot_id)).any(),
+                   f"At step {step + 1} a row that had already written eot_id = {eot_id} got another token: pad "
+                   "finished rows with eot_id (next_ids.masked_fill(finished, eot_id)) until every row has finished.")
+            _expect_the_right_pick(logits, wrote, options, before, step)
+        if eot_id is not None:
+            finished |= right == eot_id
+    max_new = options["max_new_tokens"]
+    if new < max_new:
+        expect(eot_id is not None, f"You returned {new} new tokens; without eot_id generate must write all "
+                                   f"max_new_tokens = {max_new}.")
+        expect(bool(finished.all()), f"You stopped after {new} steps, but rows {(~finished).flatten().nonzero().flatten().tolist()} "
+                                     f"had not written eot_id = {eot_id} yet: stop only when EVERY row has finished "
+                                     "(rows that finish early are padded with eot_id).")
+
+
+def _picking(options):
+    return {k: options[k] for k in ("temperature", "top_k", "top_p") if k in options}
+
+
+def _expect_the_right_pick(logits, wrote, options, generator_state, step):
+    """The learner's token at this step is not pick_next's from the last position: say which slip explains it."""
+    def pick(position=-1, **changed):
+        generator = None
+        if generator_state is not None:
+            generator = torch.Generator()
+            generator.set_state(generator_state)
+        return sample.pick_next(logits[:, position, :], generator=generator, **dict(_picking(options), **changed))
+
+    for position in range(logits.size(1) - 1):
+        expect(not torch.equal(wrote, pick(position)),
+               f"At step {step + 1} you picked from the logits of position {position}: only the LAST position has "
+               "read the whole text, so the next token comes from logits[:, -1, :].")
+    slips = [(dict(temperature=1.0), "you ignored the temperature"), (dict(top_k=None), "you ignored top_k"),
+             (dict(top_p=None), "you ignored top_p")]
+    for changed, slip in slips:
+        key = next(iter(changed))
+        if options.get(key) not in (None, 1.0):
+            expect(not torch.equal(wrote, pick(**changed)), f"At step {step + 1} {slip}: hand temperature, top_k and "
+                                                            "top_p on to pick_next.")
+    expect(False, f"At step {step + 1} you wrote {wrote.flatten().tolist()}; the last position's logits give "
+                  f"{pick().flatten().tolist()} with {_picking(options)}. Use pick_next(logits[:, -1, :], temperature, "
+                  "top_k, top_p, generator) on the whole batch at every step (finished rows draw too, so that the "
+                  "generator advances the same way).")
+
+
+def _eot_case(model):
+    """Prompts (3, 2), sampled: an eot_id that the rows write first at three different steps, all before the end."""
+    idx, max_new = _prompts((3, 2), 5), 12
+    for seed in range(10):
+        free = sample.generate(model, idx, max_new, temperature=1.0, use_cache=False,
+                               generator=torch.Generator().manual_seed(seed))[:, 2:]  # (3, 12): no stop token
+        for eot_id in range(model.config.vocab_size):
+            firsts = [row.tolist().index(eot_id) if eot_id in row else None for row in free]
+            if None not in firsts and len(set(firsts)) == 3 and max(firsts) < max_new - 1:
+                return idx, dict(max_new_tokens=max_new, temperature=1.0, eot_id=eot_id), seed
+    raise AssertionError("no token makes a stop-token case for this toy model")  # tests/test_exercises_06.py
+
+
+def _generation_cases(model):
+    """(what, idx, options, seed): greedy, greedy past the context, sampled with both filters, a batch that
+    stops at eot_id row by row, and a prompt longer than the context."""
+    return [
+        ("greedy", _prompts((2, 3), 1), dict(max_new_tokens=4, temperature=0), None),
+        ("greedy, past the context", _prompts((2, 3), 2), dict(max_new_tokens=9, temperature=0), None),
+        ("sampled, with top-k and top-p", _prompts((3, 4), 3),
+         dict(max_new_tokens=10, temperature=0.8, top_k=5, top_p=0.9), 0),
+        ("a batch with a stop token", *_eot_case(model)),
+        ("a prompt longer than the context", _prompts((1, 12), 4), dict(max_new_tokens=5, temperature=1.5), 1),
+    ]
+
+
+def check_generate(generate):
+    """generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, eot_id=None, generator=None),
+    without a cache: the same tokens as numogpt.sample.generate(..., use_cache=False)."""
+    model = _watched_gpt()
+    for what, idx, options, seed in _generation_cases(model):
+        options = dict(options)
+        n = options.pop("max_new_tokens")
+        got = _run_generate(generate, model, idx, n, options, seed)
+        _expect_steps_like_the_library(model, idx, got, dict(options, max_new_tokens=n), seed)
+        right = sample.generate(model, idx, n, use_cache=False, **options,
+                                generator=None if seed is None else torch.Generator().manual_seed(seed))
+        expect(torch.equal(got, right), f"{what}: your tokens {got.tolist()} differ from {right.tolist()}.")
+    trained = _watched_gpt(dropout=0.2).train()
+    _run_generate(generate, trained, _prompts((2, 3), 6), 3, dict(temperature=0))
+    passed("generate: crop, last position, pick, append; eot rows padded, stops when all have; "
+           "the same tokens as numogpt.sample.generate")
+
+
+def _expect_logits_of_the_window(got, model, seq, what):
+    """got must be the model's logits (B, V) for the token after seq (B, T), read from its last block_size tokens."""
+    with torch.no_grad():
+        all_logits, _ = model(seq[:, -model.config.block_size:])  # (B, t, V)
+    model.calls.pop()  # the check's own call
+    right = all_logits[:, -1, :]  # (B, V)
+    expect(isinstance(got, torch.Tensor), f"`next_logits` should return a tensor of logits, got {type(got).__name__}.")
+    expect(tuple(got.shape) == tuple(right.shape),
+           f"{what}: return the logits of the last position only, shape (B, V) = {tuple(right.shape)}: "
+           f"logits[:, -1, :]. Got shape {tuple(got.shape)}.")
+    return torch.allclose(got.detach().float(), right, atol=1e-4)
+
+
+def _expect_one_call(model, step):
+    expect(len(model.calls) == 1, f"At step {step} `next_logits` ran the model {len(model.calls)} times: run it once.")
+    return model.calls[0]
+
+
+def check_next_logits(next_logits):
+    """next_logits(model, idx, cache=None) -> (B, V): the logits for the token after idx, reusing the cache while
+    the sequence fits the context and the cache holds all but its newest token; past block_size, the cropped
+    window without the cache."""
+    model = _watched_gpt()
+    block_size = model.config.block_size
+    # without a cache: crop, run, last position
+    for T in (3, block_size, block_size + 3):
+        seq = _prompts((2, T), T)
+        model.calls.clear()
+        got = attempt(next_logits, model, seq.clone())
+        if not _expect_logits_of_the_window(got, model, seq, f"For idx {tuple(seq.shape)} without a cache"):
+            call = _expect_one_call(model, 1)
+            expect(call["idx"].size(1) == min(T, block_size) and torch.equal(call["idx"], seq[:, -block_size:]),
+                   f"For idx {tuple(seq.shape)} without a cache the model read {tuple(call['idx'].shape)} tokens: "
+                   f"{_CROP}.")
+            expect(False, f"For idx {tuple(seq.shape)} without a cache you returned other logits than the last "
+                          "position's: return logits[:, -1, :].")
+    # one sequence, step by step, with one cache: from a 3-token prompt to past the context
+    cache = sample.KVCache(model.config.n_layer)
+    seq = _prompts((2, 3), 7)
+    for step in range(1, block_size + 1):
+        T = seq.size(1)
+        model.calls.clear()
+        try:
+            got = attempt(next_logits, model, seq.clone(), cache)
+        except ExerciseError as e:
+            if "longer than block_size" not in str(e) or not model.calls:
+                raise
+            got = None  # the model refused what it was given: the calls below say why
+        call = _expect_one_call(model, step)
+        read, cached = call["idx"], call["cached"]
+        if T > block_size:
+            expect(cached in (None, 0),
+                   f"At step {step} the sequence has {T} tokens, more than the context ({block_size}), and you handed "
+                   f"the model a cache holding {cached} positions. Past block_size the window slides: every token "
+                   "moves one position down, so every cached key and value is stale. Run the cropped window "
+                   "idx[:, -block_size:] WITHOUT the cache (cache=None), as plain generation does.")
+            expect(torch.equal(read, seq[:, -block_size:]), f"At step {step} (past the context) the model read "
+                                                            f"{tuple(read.shape)} tokens: {_CROP}.")
+        elif step == 1:
+            expect(cached is not None, "At the first step you ran the model without the cache, so it stays empty: "
+                                       "run the whole prompt with cache=cache to fill it.")
+            expect(read.size(1) == T, f"At the first step the cache is empty, so the model must read the whole "
+                                      f"prompt ({T} tokens) to fill it; it read {read.size(1)}. The newest token "
+                                      "alone would sit at position 0 and see nothing before it.")
+        else:
+            expect(read.size(1) != T or cached not in (None, 0),
+                   f"At step {step} the cache held all but the newest token of {T}, yet the model read all {T} "
+                   + ("again without it" if cached is None else "again into an emptied cache")
+                   + (f": the sequence still fits the context (T <= block_size = {block_size}), so the cache "
+                      "still helps: test idx.size(1) <= block_size." if T == block_size else
+                      ": the cache was never used. When len(cache) == idx.size(1) - 1, run only the newest token, "
+                      "idx[:, -1:], with cache=cache."))
+            expect(cached is not None and cached + read.size(1) == T,
+                   f"At step {step} the cache held {cached} positions and the model read {read.size(1)} new tokens: "
+                   f"{cached} + {read.size(1)} is not the {T} tokens of the sequence, so the new tokens sit at the "
+                   "wrong positions and every later one shifts. The cache holds all but the newest token: run "
+                   "only idx[:, -1:].")
+            expect(torch.equal(read, seq[:, -1:]), f"At step {step} the model read {read.tolist()}: the newest "
+                                                   "token is idx[:, -1:].")
+        expect(got is not None and _expect_logits_of_the_window(got, model, seq, f"At step {step}"),
+               f"At step {step} (a sequence of {T} tokens) your logits differ from the model's for the last "
+               "position: return logits[:, -1, :].")
+        seq = torch.cat([seq, got.argmax(dim=-1, keepdim=True)], dim=1)  # (B, T + 1)
+    # a cache left from another sequence: it does not hold all but the newest token, so start again
+    model.calls.clear()
+    stale = len(cache)
+    for T in (3, 5):
+        seq = _prompts((2, T), 20 + T)
+        model.calls.clear()
+        try:
+            got = attempt(next_logits, model, seq.clone(), cache)
+        except ExerciseError as e:
+            if not model.calls:
+                raise
+            got = None
+        call = _expect_one_call(model, 1)
+        expect(call["cached"] in (None, 0) and call["idx"].size(1) == T,
+               f"The cache held {stale} positions of another sequence and idx has {T} tokens: a cache that does not "
+               f"hold exactly all but the newest token ({T - 1}) belongs to something else. Empty it "
+               "(cache.reset()) and run the whole idx with it.")
+        expect(got is not None and _expect_logits_of_the_window(got, model, seq, "With a reset cache"),
+               "After resetting the cache, return the logits of the last position: logits[:, -1, :].")
+        stale = len(cache)
+    passed("next_logits: the newest token alone while the cache holds the rest, the whole prompt into an empty "
+           "cache, the cropped window without it past block_size; the same logits as without a cache")
+
+
+def check_cached_generate(generate):
+    """generate(..., use_cache=True, generator=None): with the cache, the same tokens as without it, and as
+    numogpt.sample.generate; the cache made once per call and used at every step inside the context."""
+    model = _watched_gpt()
+    block_size = model.config.block_size
+    for what, idx, options, seed in _generation_cases(model):
+        options = dict(options)
+        n = options.pop("max_new_tokens")
+        right = sample.generate(model, idx, n, use_cache=False, **options,
+                                generator=None if seed is None else torch.Generator().manual_seed(seed))
+        for use_cache in (False, True):
+            got = _run_generate(generate, model, idx, n, dict(options, use_cache=use_cache), seed)
+            calls = model.calls
+            if not use_cache:
+                expect(all(call["cached"] is None for call in calls),
+                       "With use_cache=False the model must run without a cache (cache=None at every step).")
+            elif idx.size(1) < block_size and len(calls) > 1:
+                expect(any(call["cached"] is not None for call in calls),
+                       "With use_cache=True the model never got a cache: make one before the loop, "
+                       "KVCache(model.config.n_layer), and hand it to next_logits(model, idx, cache) at every step.")
+                expect(calls[1]["cached"] != 0, "With use_cache=True the cache was empty at every step: make the "
+                                                "KVCache once, BEFORE the loop; a new one each step holds nothing.")
+                expect(calls[1]["idx"].size(1) == 1, f"With use_cache=True the second step ran "
+                                                     f"{calls[1]['idx'].size(1)} tokens instead of the newest one: "
+                                                     "get each step's logits from your next_logits(model, idx, cache).")
+            expect(torch.equal(got, right),
+                   f"{what}, use_cache={use_cache}: your tokens {got.tolist()} differ from plain generation's "
+                   f"{right.tolist()} (first at step {_first_difference(got, right, idx.size(1))}). Keep the loop of "
+                   "your first generate, and get each step's logits from next_logits(model, idx, cache).")
+    passed("generate with a KV cache: the same tokens as without it, greedy and sampled, before and past the "
+           "context; one token per step while the text fits")
+
+
+def _first_difference(got, right, T):
+    n = min(got.size(1), right.size(1))
+    differ = (got[:, :n] != right[:, :n]).any(dim=0).nonzero().flatten().tolist()
+    return (differ[0] if differ else n) - T + 1
