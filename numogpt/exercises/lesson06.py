@@ -4,7 +4,7 @@ The lesson's finished code is numogpt.sample. How a check works: see numogpt.exe
 """
 import torch
 
-from numogpt.exercises import attempt, expect, passed, refusing
+from numogpt.exercises import ExerciseError, attempt, expect, passed, refusing
 from numogpt import sample
 from numogpt.model import GPT, GPTConfig
 
@@ -235,76 +235,81 @@ def _expect_steps_like_the_library(model, idx, got, options, seed):
     when every row has written it, or after max_new_tokens.
     """
     block_size, T, calls = model.config.block_size, idx.size(1), model.calls
-    eot_id = options.get("eot_id")
     new = got.size(1) - T
     expect(len(calls) == new, f"You ran the model {len(calls)} times for {new} new tokens: run it once per new token.")
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    finished = torch.zeros(idx.size(0), 1, dtype=torch.bool)  # (B, 1)
     for step, call in enumerate(calls):
         so_far = got[:, :T + step]  # (B, T + step): what the model should read, cropped
         read = call["idx"]
-        expect(not (step > 0 and torch.equal(read, calls[0]["idx"]) and not torch.equal(read, so_far[:, -block_size:])),
+        if torch.equal(read, so_far[:, -block_size:]):
+            continue
+        expect(not (step > 0 and torch.equal(read, calls[0]["idx"])),
                f"At step {step + 1} the model read the same tokens as at step 1: append each new token to idx "
                "(idx = torch.cat([idx, next_ids], dim=1)) so that the next step reads it.")
-        if not torch.equal(read, so_far[:, -block_size:]):
-            expect(not torch.equal(read, so_far[:, :block_size]),
-                   f"At step {step + 1} the model read the FIRST {block_size} tokens of a sequence of {so_far.size(1)}: "
-                   f"the next token follows the end of the text, so keep the LAST ones: {_CROP}.")
-            expect(False, f"At step {step + 1} the model read {tuple(read.shape)} tokens that are not the last "
-                          f"block_size tokens of the sequence so far {tuple(so_far.shape)}: {_CROP}.")
-        expect(not (eot_id is not None and finished.all()),
-               f"Every row had written eot_id = {eot_id} by step {step}, yet you went on: stop the loop once all "
-               "rows have finished (if finished.all(): break).")
-        logits = call["logits"]  # (B, t, V)
-        before = None if generator is None else generator.get_state()
-        right = sample.pick_next(logits[:, -1, :], generator=generator, **_picking(options))  # (B, 1)
-        if eot_id is not None:
-            right = right.masked_fill(finished, eot_id)
-        wrote = got[:, T + step:T + step + 1]  # (B, 1)
-        if not torch.equal(wrote, right):
-            expect(not (finished & (wrote != eot_id)).any(),
-                   f"At step {step + 1} a row that had already written eot_id = {eot_id} got another token: pad "
-                   "finished rows with eot_id (next_ids.masked_fill(finished, eot_id)) until every row has finished.")
-            _expect_the_right_pick(logits, wrote, options, before, step)
-        if eot_id is not None:
-            finished |= right == eot_id
-    max_new = options["max_new_tokens"]
-    if new < max_new:
-        expect(eot_id is not None, f"You returned {new} new tokens; without eot_id generate must write all "
+        expect(not torch.equal(read, so_far[:, :block_size]),
+               f"At step {step + 1} the model read the FIRST {block_size} tokens of a sequence of {so_far.size(1)}: "
+               f"the next token follows the end of the text, so keep the LAST ones: {_CROP}.")
+        expect(False, f"At step {step + 1} the model read {tuple(read.shape)} tokens that are not the last "
+                      f"block_size tokens of the sequence so far {tuple(so_far.shape)}: {_CROP}.")
+    wrote = got[:, T:]  # (B, new)
+    eot_id, max_new = options.get("eot_id"), options["max_new_tokens"]
+    replay = _replay_picks(calls, wrote, options, seed)
+    if replay["wrong_at"] is not None:
+        step, finished = replay["wrong_at"], replay["finished"]
+        expect(not (finished & (wrote[:, step:step + 1] != eot_id)).any(),
+               f"At step {step + 1} a row that had already written eot_id = {eot_id} got another token: pad "
+               "finished rows with eot_id (next_ids.masked_fill(finished, eot_id)) until every row has finished.")
+        expect(_replay_picks(calls, wrote, options, seed, position=0)["wrong_at"] is not None,
+               "You picked from the logits of the FIRST position: only the LAST position has read the whole text, "
+               "so the next token comes from logits[:, -1, :].")
+        if options.get("temperature"):  # sampling: which setting did the draws leave out?
+            for key, off in (("temperature", 1.0), ("top_k", None), ("top_p", None)):
+                expect(options.get(key) in (None, off) or
+                       _replay_picks(calls, wrote, options, seed, **{key: off})["wrong_at"] is not None,
+                       f"You ignored {key}: hand temperature, top_k and top_p on to pick_next.")
+        expect(False, f"At step {step + 1} you wrote {wrote[:, step].tolist()}; the last position's logits give "
+                      f"{replay['right'].flatten().tolist()} with {_picking(options)}. Use pick_next(logits[:, -1, :], "
+                      "temperature, top_k, top_p, generator) on the whole batch at every step (finished rows draw "
+                      "too, so that the generator advances the same way).")
+    done_at = replay["all_finished_at"]
+    expect(done_at is None or done_at == len(calls) - 1,
+           f"Every row had written eot_id = {eot_id} by step {(done_at or 0) + 1}, yet you went on: stop the loop "
+           "once all rows have finished (if finished.all(): break).")
+    if len(calls) < max_new:
+        expect(eot_id is not None, f"You returned {len(calls)} new tokens; without eot_id generate must write all "
                                    f"max_new_tokens = {max_new}.")
-        expect(bool(finished.all()), f"You stopped after {new} steps, but rows {(~finished).flatten().nonzero().flatten().tolist()} "
-                                     f"had not written eot_id = {eot_id} yet: stop only when EVERY row has finished "
-                                     "(rows that finish early are padded with eot_id).")
+        expect(done_at is not None,
+               f"You stopped after {len(calls)} steps, but rows "
+               f"{(~replay['finished']).flatten().nonzero().flatten().tolist()} had not written eot_id = {eot_id} "
+               "yet: stop only when EVERY row has finished (rows that finish early are padded with eot_id).")
 
 
 def _picking(options):
     return {k: options[k] for k in ("temperature", "top_k", "top_p") if k in options}
 
 
-def _expect_the_right_pick(logits, wrote, options, generator_state, step):
-    """The learner's token at this step is not pick_next's from the last position: say which slip explains it."""
-    def pick(position=-1, **changed):
-        generator = None
-        if generator_state is not None:
-            generator = torch.Generator()
-            generator.set_state(generator_state)
-        return sample.pick_next(logits[:, position, :], generator=generator, **dict(_picking(options), **changed))
+def _replay_picks(calls, wrote, options, seed, position=-1, **changed):
+    """Replay pick_next on the logits the learner's steps got, with `changed` settings (a slip to test).
 
-    for position in range(logits.size(1) - 1):
-        expect(not torch.equal(wrote, pick(position)),
-               f"At step {step + 1} you picked from the logits of position {position}: only the LAST position has "
-               "read the whole text, so the next token comes from logits[:, -1, :].")
-    slips = [(dict(temperature=1.0), "you ignored the temperature"), (dict(top_k=None), "you ignored top_k"),
-             (dict(top_p=None), "you ignored top_p")]
-    for changed, slip in slips:
-        key = next(iter(changed))
-        if options.get(key) not in (None, 1.0):
-            expect(not torch.equal(wrote, pick(**changed)), f"At step {step + 1} {slip}: hand temperature, top_k and "
-                                                            "top_p on to pick_next.")
-    expect(False, f"At step {step + 1} you wrote {wrote.flatten().tolist()}; the last position's logits give "
-                  f"{pick().flatten().tolist()} with {_picking(options)}. Use pick_next(logits[:, -1, :], temperature, "
-                  "top_k, top_p, generator) on the whole batch at every step (finished rows draw too, so that the "
-                  "generator advances the same way).")
+    Returns wrong_at: the first step whose tokens differ from `wrote` (B, new), or None; right: the
+    tokens expected there; finished: the rows (B, 1) that had written eot_id before it (or after the
+    last step); all_finished_at: the step at which the last row wrote eot_id, or None.
+    """
+    eot_id = options.get("eot_id")
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    finished = torch.zeros(wrote.size(0), 1, dtype=torch.bool)  # (B, 1)
+    replay = dict(wrong_at=None, right=None, finished=finished, all_finished_at=None)
+    for step, call in enumerate(calls):
+        right = sample.pick_next(call["logits"][:, position, :], generator=generator,
+                                 **dict(_picking(options), **changed))  # (B, 1)
+        if eot_id is not None:
+            right = right.masked_fill(finished, eot_id)
+        if not torch.equal(right, wrote[:, step:step + 1]):
+            return dict(replay, wrong_at=step, right=right, finished=finished)
+        if eot_id is not None:
+            finished = finished | (right == eot_id)
+            if finished.all() and replay["all_finished_at"] is None:
+                replay["all_finished_at"] = step
+    return dict(replay, finished=finished)
 
 
 def _eot_case(model):
@@ -327,7 +332,7 @@ def _generation_cases(model):
         ("greedy", _prompts((2, 3), 1), dict(max_new_tokens=4, temperature=0), None),
         ("greedy, past the context", _prompts((2, 3), 2), dict(max_new_tokens=9, temperature=0), None),
         ("sampled, with top-k and top-p", _prompts((3, 4), 3),
-         dict(max_new_tokens=10, temperature=0.8, top_k=5, top_p=0.9), 0),
+         dict(max_new_tokens=10, temperature=1.5, top_k=3, top_p=0.7), 0),
         ("a batch with a stop token", *_eot_case(model)),
         ("a prompt longer than the context", _prompts((1, 12), 4), dict(max_new_tokens=5, temperature=1.5), 1),
     ]
@@ -369,6 +374,18 @@ def _expect_one_call(model, step):
     return model.calls[0]
 
 
+def _attempt_watched(next_logits, model, *args):
+    """The learner's next_logits(*args), or None where the model refused the input it was handed:
+    model.calls then says what that was, which explains the mistake better than the model's error."""
+    model.calls.clear()
+    try:
+        return attempt(next_logits, model, *args)
+    except ExerciseError:
+        if not model.calls or "logits" in model.calls[-1]:  # the model did not fail: something else did
+            raise
+        return None
+
+
 def check_next_logits(next_logits):
     """next_logits(model, idx, cache=None) -> (B, V): the logits for the token after idx, reusing the cache while
     the sequence fits the context and the cache holds all but its newest token; past block_size, the cropped
@@ -378,9 +395,8 @@ def check_next_logits(next_logits):
     # without a cache: crop, run, last position
     for T in (3, block_size, block_size + 3):
         seq = _prompts((2, T), T)
-        model.calls.clear()
-        got = attempt(next_logits, model, seq.clone())
-        if not _expect_logits_of_the_window(got, model, seq, f"For idx {tuple(seq.shape)} without a cache"):
+        got = _attempt_watched(next_logits, model, seq.clone())
+        if got is None or not _expect_logits_of_the_window(got, model, seq, f"For idx {tuple(seq.shape)} without a cache"):
             call = _expect_one_call(model, 1)
             expect(call["idx"].size(1) == min(T, block_size) and torch.equal(call["idx"], seq[:, -block_size:]),
                    f"For idx {tuple(seq.shape)} without a cache the model read {tuple(call['idx'].shape)} tokens: "
@@ -392,13 +408,7 @@ def check_next_logits(next_logits):
     seq = _prompts((2, 3), 7)
     for step in range(1, block_size + 1):
         T = seq.size(1)
-        model.calls.clear()
-        try:
-            got = attempt(next_logits, model, seq.clone(), cache)
-        except ExerciseError as e:
-            if "longer than block_size" not in str(e) or not model.calls:
-                raise
-            got = None  # the model refused what it was given: the calls below say why
+        got = _attempt_watched(next_logits, model, seq.clone(), cache)
         call = _expect_one_call(model, step)
         read, cached = call["idx"], call["cached"]
         if T > block_size:
@@ -435,17 +445,10 @@ def check_next_logits(next_logits):
                "position: return logits[:, -1, :].")
         seq = torch.cat([seq, got.argmax(dim=-1, keepdim=True)], dim=1)  # (B, T + 1)
     # a cache left from another sequence: it does not hold all but the newest token, so start again
-    model.calls.clear()
     stale = len(cache)
     for T in (3, 5):
         seq = _prompts((2, T), 20 + T)
-        model.calls.clear()
-        try:
-            got = attempt(next_logits, model, seq.clone(), cache)
-        except ExerciseError as e:
-            if not model.calls:
-                raise
-            got = None
+        got = _attempt_watched(next_logits, model, seq.clone(), cache)
         call = _expect_one_call(model, 1)
         expect(call["cached"] in (None, 0) and call["idx"].size(1) == T,
                f"The cache held {stale} positions of another sequence and idx has {T} tokens: a cache that does not "
@@ -480,9 +483,13 @@ def check_cached_generate(generate):
                        "KVCache(model.config.n_layer), and hand it to next_logits(model, idx, cache) at every step.")
                 expect(calls[1]["cached"] != 0, "With use_cache=True the cache was empty at every step: make the "
                                                 "KVCache once, BEFORE the loop; a new one each step holds nothing.")
-                expect(calls[1]["idx"].size(1) == 1, f"With use_cache=True the second step ran "
-                                                     f"{calls[1]['idx'].size(1)} tokens instead of the newest one: "
-                                                     "get each step's logits from your next_logits(model, idx, cache).")
+                ran, cached = calls[1]["idx"].size(1), calls[1]["cached"]
+                expect(ran == 1, f"With use_cache=True the second step ran {ran} tokens"
+                                 + (f" on top of a cache of {cached} positions, {cached + ran} for a text of "
+                                    f"{idx.size(1) + 1} tokens: an off-by-one that shifts every later position. "
+                                    "The cache holds all but the newest token, so next_logits must run only "
+                                    "idx[:, -1:]." if cached else
+                                    ": get each step's logits from your next_logits(model, idx, cache)."))
             expect(torch.equal(got, right),
                    f"{what}, use_cache={use_cache}: your tokens {got.tolist()} differ from plain generation's "
                    f"{right.tolist()} (first at step {_first_difference(got, right, idx.size(1))}). Keep the loop of "
