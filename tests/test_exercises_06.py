@@ -1,10 +1,11 @@
 """Lesson 06's checks: right answers pass, wrong answers get a message that says what is wrong."""
 from contextlib import nullcontext
 
+import nbformat
 import pytest
 import torch
 
-from numogpt import sample
+from numogpt import NOTEBOOKS_DIR, sample
 from numogpt.exercises.lesson06 import (
     _eot_case, _watched_gpt, check_cached_generate, check_generate, check_greedy_step, check_next_logits,
     check_softmax_with_temperature, check_top_k_filter, check_top_p_filter,
@@ -12,6 +13,7 @@ from numogpt.exercises.lesson06 import (
 from numogpt.sample import KVCache, pick_next
 from numogpt.train import eval_mode
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
+from tests.test_notebooks import CHECK_CALL
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
@@ -301,3 +303,24 @@ def cached_generation(logits_for=next_logits, make_cache=lambda model, use_cache
 ])
 def test_cached_generate(wrong, message, capsys):
     assert_right_passes_and_wrong_fails(check_cached_generate, cached_generation(), wrong, message, capsys)
+
+
+def test_an_off_by_one_cache_shows_in_the_lessons_own_text():
+    """Lesson 06 writes with the learner's generate and next_logits: a cache off by one changes the lesson's
+    text, not only its check."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS_DIR / "06_sampling.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    written = next(i for i, c in enumerate(cells) if "with_cache = generate(" in c.source)
+    stored = "".join(o.get("text", "") for o in cells[written].outputs)
+    solution = next(c for c in cells if c.source.startswith("def next_logits("))
+    right = "idx = idx[:, -1:]"
+    assert right in solution.source and stored
+    # the cache holds all but the newest token, yet the last two run: each other step sits one position late
+    solution.source = solution.source.replace(right, "idx = idx[:, -2:]")
+    # the checks would stop the run (they refuse this next_logits); every other cell up to the text runs as stored
+    nb.cells = [c for c in cells[: written + 1] if not CHECK_CALL.search(c.source)]
+    NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
+    wrong = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert wrong.startswith("'The model") and wrong != stored, f"the off-by-one cache wrote {wrong!r}, the right one {stored!r}"
