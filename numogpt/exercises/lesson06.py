@@ -180,7 +180,7 @@ _CROP = "crop idx to its last block_size tokens before each forward pass: idx[:,
 def _run_generate(generate, model, idx, max_new_tokens, options, seed=None):
     """Call the learner's generate like a lesson cell would; check what any generation must do.
 
-    Returns its output and the model calls it made. `seed`: the sampling generator's seed.
+    Returns its output; model.calls holds the calls it made. `seed`: the sampling generator's seed.
     """
     if seed is not None:
         options = dict(options, generator=torch.Generator().manual_seed(seed))
@@ -189,7 +189,7 @@ def _run_generate(generate, model, idx, max_new_tokens, options, seed=None):
     try:
         got = attempt(generate, model, idx.clone(), max_new_tokens, **options)
     except ExerciseError as e:
-        if "longer than block_size" not in str(e):
+        if "longer than block_size" not in str(e) or not model.calls:
             raise
         last = model.calls[-1]
         expect(last["cached"] is None,
@@ -357,7 +357,8 @@ def check_generate(generate):
 
 
 def _expect_logits_of_the_window(got, model, seq, what):
-    """got must be the model's logits (B, V) for the token after seq (B, T), read from its last block_size tokens."""
+    """Whether got holds the model's logits (B, V) for the token after seq (B, T), read from its last block_size
+    tokens; a tensor of another shape fails the exercise at once."""
     with torch.no_grad():
         all_logits, _ = model(seq[:, -model.config.block_size:])  # (B, t, V)
     model.calls.pop()  # the check's own call
@@ -396,7 +397,8 @@ def check_next_logits(next_logits):
     for T in (3, block_size, block_size + 3):
         seq = _prompts((2, T), T)
         got = _attempt_watched(next_logits, model, seq.clone())
-        if got is None or not _expect_logits_of_the_window(got, model, seq, f"For idx {tuple(seq.shape)} without a cache"):
+        what = f"For idx {tuple(seq.shape)} without a cache"
+        if got is None or not _expect_logits_of_the_window(got, model, seq, what):
             call = _expect_one_call(model, 1)
             expect(call["idx"].size(1) == min(T, block_size) and torch.equal(call["idx"], seq[:, -block_size:]),
                    f"For idx {tuple(seq.shape)} without a cache the model read {tuple(call['idx'].shape)} tokens: "
@@ -481,8 +483,10 @@ def check_cached_generate(generate):
                 expect(any(call["cached"] is not None for call in calls),
                        "With use_cache=True the model never got a cache: make one before the loop, "
                        "KVCache(model.config.n_layer), and hand it to next_logits(model, idx, cache) at every step.")
-                expect(calls[1]["cached"] != 0, "With use_cache=True the cache was empty at every step: make the "
-                                                "KVCache once, BEFORE the loop; a new one each step holds nothing.")
+                expect(calls[1]["cached"] != 0, "With use_cache=True the cache was empty again at the second step: "
+                                                "make the KVCache once, BEFORE the loop (a new one each step holds "
+                                                "nothing), and let next_logits reset it only when it does not hold "
+                                                "all but the newest token.")
                 ran, cached = calls[1]["idx"].size(1), calls[1]["cached"]
                 expect(ran == 1, f"With use_cache=True the second step ran {ran} tokens"
                                  + (f" on top of a cache of {cached} positions, {cached + ran} for a text of "
