@@ -44,7 +44,7 @@ def show_source(obj):
     The lessons use it wherever they lean on library code the learner did not write, so that
     nothing central is a black box.
     """
-    obj = inspect.unwrap(obj)  # a decorated function (@torch.no_grad()) shows its own source
+    obj = inspect.unwrap(obj)  # a decorated function's own code (@torch.no_grad(), @contextmanager), not its wrapper's
     lines, first = inspect.getsourcelines(obj)
     where = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT).as_posix()
     print(f"# {where}, line {first}")

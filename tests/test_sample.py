@@ -1,5 +1,7 @@
 """Lesson 06: sampling. References: transformers' GPT-2 generate and its logits warpers,
 brute-force loops, and our own generation without the cache."""
+import inspect
+
 import torch
 import torch.nn.functional as F
 import pytest
@@ -429,6 +431,16 @@ def test_the_sampler_widget_streams_into_the_page():
     assert "character &#x27;x&#x27;" in page.value
 
 
+def test_show_source_shows_a_decorated_functions_own_code(capsys):
+    """Lesson 06 shows eval_mode, a @contextmanager: its own file and lines, not contextlib's wrapper."""
+    from numogpt.train import eval_mode
+    from numogpt.viz import show_source
+    show_source(eval_mode)
+    lines, first = inspect.getsourcelines(inspect.unwrap(eval_mode))
+    assert capsys.readouterr().out == f"# numogpt/train.py, line {first}\n" + "".join(lines).rstrip() + "\n"
+    assert lines[:2] == ["@contextmanager\n", "def eval_mode(model):\n"]
+
+
 # --- real words: the measure of README and lesson 05 --------------------------------------------
 
 
@@ -460,3 +472,4 @@ def test_a_short_run_of_the_default_recipe_spells_better_than_before_training(tm
     share = sampled_word_share(trained, tokenizer, corpus)
     assert share == sampled_word_share(trained, tokenizer, corpus)  # seeded: the same figure every time
     assert share > sampled_word_share(untrained, tokenizer, corpus) + 0.1, share
+
