@@ -2,9 +2,9 @@
 
 The lesson's finished code is numogpt.train. How a check works: see numogpt.exercises.
 """
+import copy
 import dataclasses
 import math
-from copy import deepcopy as copy_module
 
 import torch
 import torch.nn as nn
@@ -83,9 +83,29 @@ def check_lr_at(lr_at_):
     passed("warmup then cosine decay, the same rate as numogpt.train.lr_at at every step tried")
 
 
+class _WatchedGPT(GPT):
+    """A GPT that notes, at every training forward (with targets), whether it was in train mode."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.modes = []
+
+    def forward(self, idx, targets=None):
+        if targets is not None and torch.is_grad_enabled():
+            self.modes.append(self.training)
+        return super().forward(idx, targets)
+
+
+def _tiny_gpt(dropout=0.0):
+    """A small GPT with the same weights every time, made without touching the global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _WatchedGPT(GPTConfig.preset("nano", vocab_size=20, block_size=8, dropout=dropout))
+
+
 def check_weight_decay_groups(weight_decay_groups_):
     """weight_decay_groups(model) -> (names of the parameters that get weight decay, names of the others)."""
-    model = GPT(GPTConfig.preset("nano", vocab_size=20, block_size=8))
+    model = _tiny_gpt()
     right, _ = weight_decay_groups(model)
     with refusing({"numogpt.train.weight_decay_groups": weight_decay_groups},
                   why="it is the finished split; walk model.named_parameters() and decide for each"):
@@ -157,26 +177,6 @@ def check_clip_gradients(clip_gradients):
 # --- the training step and the loop --------------------------------------------------------------
 
 
-class _WatchedGPT(GPT):
-    """A GPT that notes, at every training forward (with targets), whether it was in train mode."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.modes = []
-
-    def forward(self, idx, targets=None):
-        if targets is not None and torch.is_grad_enabled():
-            self.modes.append(self.training)
-        return super().forward(idx, targets)
-
-
-def _tiny_gpt(dropout=0.0):
-    """A small GPT with the same weights every time, made without touching the global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return _WatchedGPT(GPTConfig.preset("nano", vocab_size=20, block_size=8, dropout=dropout))
-
-
 def _weights(model):
     return [p.detach().clone() for p in model.parameters()]
 
@@ -205,12 +205,12 @@ def check_train_step(train_step_):
     grad_clip = 0.05  # far below the gradients' norm here, so clipping changes the step
     start = _tiny_gpt()
 
-    def copy():  # plain SGD: every change to the gradients shows in the weights
-        model = copy_module(start)
+    def same_start():  # plain SGD: every change to the gradients shows in the weights
+        model = copy.deepcopy(start)
         return model, torch.optim.SGD(model.parameters(), lr=0.5)
 
-    (theirs, their_opt), (ours, our_opt) = copy(), copy()
-    variants = {name: copy() for name in ("no clip", "no zero_grad")}
+    (theirs, their_opt), (ours, our_opt) = same_start(), same_start()
+    variants = {name: same_start() for name in ("no clip", "no zero_grad")}
     for i, (x, y) in enumerate(batches):
         clip = grad_clip if i < 2 else None  # the last call: grad_clip=None, no clipping
         before = _weights(theirs)

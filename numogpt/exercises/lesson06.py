@@ -108,40 +108,6 @@ def check_top_p_filter(top_p_filter):
     passed("top-p keeps the smallest set of most likely tokens whose probability reaches p")
 
 
-def check_greedy_step(greedy_step):
-    """greedy_step(model, idx) -> (B, 1): the most likely next token of each row, the context cropped."""
-    with torch.random.fork_rng(devices=[]):  # leave the notebook's random state alone
-        torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(10)  # bigger weights: distinct logits, one clear favourite
-    g = torch.Generator().manual_seed(1)
-    for shape in [(2, 5), (1, 1), (3, 8), (2, 12)]:
-        idx = torch.randint(0, 11, shape, generator=g)
-        with torch.no_grad():
-            logits, _ = model(idx[:, -8:])  # (B, T, V)
-        right = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, 1)
-        got = attempt(greedy_step, model, idx.clone())
-        expect(isinstance(got, torch.Tensor), f"`greedy_step` should return a tensor of token ids, got {type(got).__name__}.")
-        expect(not (got.shape == logits[:, -1, :].shape and got.is_floating_point()),
-               "You returned the logits (B, V); return the id of the largest one: argmax over the last dim.")
-        expect(tuple(got.shape) != (shape[0],),
-               f"Return shape (B, 1) = ({shape[0]}, 1), not ({shape[0]},), so it can be appended with "
-               "torch.cat([idx, next_id], dim=1): use argmax(dim=-1, keepdim=True).")
-        expect(tuple(got.shape) == (shape[0], 1), f"For idx {tuple(idx.shape)} return shape ({shape[0]}, 1), got {tuple(got.shape)}.")
-        if shape[1] > 1:
-            expect(not torch.equal(got, logits[:, 0, :].argmax(dim=-1, keepdim=True)) or torch.equal(got, right),
-                   "You took the prediction of the FIRST position: the next token comes from the last one, logits[:, -1, :].")
-        expect(torch.equal(got, right), f"For idx {tuple(idx.shape)} the most likely next tokens are {right.flatten().tolist()}, "
-                                        f"you gave {got.flatten().tolist()}: crop idx to the last block_size tokens, "
-                                        "run the model, take the last position's logits and their argmax.")
-    passed("greedy step: crop to the context, last position's logits, argmax -> (B, 1)")
-
-
-# --- the generation loop and its cache ------------------------------------------------------
-
-
 class _WatchedGPT(GPT):
     """A toy GPT that notes every forward call: what it read, how many positions the cache held
     before it (None: no cache), its logits, and whether gradients and training mode were on."""
@@ -168,6 +134,35 @@ def _watched_gpt(dropout=0.0):
         for p in model.parameters():
             p.mul_(6)
     return model.eval()
+
+
+def check_greedy_step(greedy_step):
+    """greedy_step(model, idx) -> (B, 1): the most likely next token of each row, the context cropped."""
+    model = _watched_gpt()
+    g = torch.Generator().manual_seed(1)
+    for shape in [(2, 5), (1, 1), (3, 8), (2, 12)]:
+        idx = torch.randint(0, 11, shape, generator=g)
+        with torch.no_grad():
+            logits, _ = model(idx[:, -8:])  # (B, T, V)
+        right = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, 1)
+        got = attempt(greedy_step, model, idx.clone())
+        expect(isinstance(got, torch.Tensor), f"`greedy_step` should return a tensor of token ids, got {type(got).__name__}.")
+        expect(not (got.shape == logits[:, -1, :].shape and got.is_floating_point()),
+               "You returned the logits (B, V); return the id of the largest one: argmax over the last dim.")
+        expect(tuple(got.shape) != (shape[0],),
+               f"Return shape (B, 1) = ({shape[0]}, 1), not ({shape[0]},), so it can be appended with "
+               "torch.cat([idx, next_id], dim=1): use argmax(dim=-1, keepdim=True).")
+        expect(tuple(got.shape) == (shape[0], 1), f"For idx {tuple(idx.shape)} return shape ({shape[0]}, 1), got {tuple(got.shape)}.")
+        if shape[1] > 1:
+            expect(not torch.equal(got, logits[:, 0, :].argmax(dim=-1, keepdim=True)) or torch.equal(got, right),
+                   "You took the prediction of the FIRST position: the next token comes from the last one, logits[:, -1, :].")
+        expect(torch.equal(got, right), f"For idx {tuple(idx.shape)} the most likely next tokens are {right.flatten().tolist()}, "
+                                        f"you gave {got.flatten().tolist()}: crop idx to the last block_size tokens, "
+                                        "run the model, take the last position's logits and their argmax.")
+    passed("greedy step: crop to the context, last position's logits, argmax -> (B, 1)")
+
+
+# --- the generation loop and its cache ------------------------------------------------------
 
 
 def _prompts(shape, seed):
