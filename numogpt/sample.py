@@ -294,10 +294,14 @@ def real_word_share(text, corpus):
     >>> real_word_share("the modle learns", "The model learns.")
     0.6666666666666666
     """
+    return _known_share(text, set(lower_words(corpus)))
+
+
+def _known_share(text, known):
+    """The share of text's words in the set `known`."""
     words = lower_words(text)
     if not words:
         raise ValueError(f"the text {text[:40]!r} has no alphabetic words to check")
-    known = set(lower_words(corpus))
     return sum(w in known for w in words) / len(words)
 
 
@@ -322,7 +326,8 @@ WORD_PROMPTS = ("Attention is", "The model", "A neural network", "Training", "Th
 def sampled_word_share(model, tokenizer, corpus, prompts=WORD_PROMPTS, n_chars=500, temperature=0.8, seed=0):
     """The course's measure of a model's spelling: the mean real_word_share of `n_chars`
     sampled characters after each prompt (prompt i drawn with seed + i), against `corpus`."""
-    shares = [real_word_share(sample_chars(model, tokenizer, prompt, n_chars, temperature=temperature,
-                                           generator=torch.Generator().manual_seed(seed + i)), corpus)
+    known = set(lower_words(corpus))  # once, not once per prompt
+    shares = [_known_share(sample_chars(model, tokenizer, prompt, n_chars, temperature=temperature,
+                                        generator=torch.Generator().manual_seed(seed + i)), known)
               for i, prompt in enumerate(prompts)]
     return sum(shares) / len(shares)
