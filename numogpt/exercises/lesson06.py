@@ -491,13 +491,14 @@ def check_cached_generate(generate):
                                     ": get each step's logits from your next_logits(model, idx, cache)."))
             expect(torch.equal(got, right),
                    f"{what}, use_cache={use_cache}: your tokens {got.tolist()} differ from plain generation's "
-                   f"{right.tolist()} (first at step {_first_difference(got, right, idx.size(1))}). Keep the loop of "
+                   f"{right.tolist()} (first at step {_first_differing_step(got, right, idx.size(1))}). Keep the loop of "
                    "your first generate, and get each step's logits from next_logits(model, idx, cache).")
     passed("generate with a KV cache: the same tokens as without it, greedy and sampled, before and past the "
            "context; one token per step while the text fits")
 
 
-def _first_difference(got, right, T):
+def _first_differing_step(got, right, prompt_len):
+    """The generation step (1 = the first new token) at which two outputs (B, T) first differ in any row."""
     n = min(got.size(1), right.size(1))
     differ = (got[:, :n] != right[:, :n]).any(dim=0).nonzero().flatten().tolist()
-    return (differ[0] if differ else n) - T + 1
+    return (differ[0] if differ else n) - prompt_len + 1
