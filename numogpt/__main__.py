@@ -20,7 +20,7 @@ The checkpoint is saved at every evaluation; Ctrl-C leaves the last one whole an
 BPE_VOCAB_SIZE = 2048
 TRAIN_DEFAULTS = dict(data="train-nn", tokenizer="bpe", preset="gpt-numo", block_size=None,
                       batch_size=16, max_iters=500, lr=2e-3, lr_decay_iters=500, eval_interval=None,
-                      seed=0, device="auto", dtype="auto", compile=False, grad_accum=1)
+                      optimizer="adamw", seed=0, device="auto", dtype="auto", compile=False, grad_accum=1)
 CHANGEABLE_ON_RESUME = "--max-iters, --eval-interval, --device, --compile and --grad-accum"
 
 
@@ -46,6 +46,9 @@ def add_train(commands):
                         f"and resumed to 40 learns exactly what a run of 40 does: set it to your planned length")
     p.add_argument("--eval-interval", type=int, metavar="N",
                    help="evaluate and save the checkpoint every N steps (default: a tenth of --max-iters)")
+    p.add_argument("--optimizer", choices=("adamw", "muon"),
+                   help=f"adamw, or muon: Muon for the weight matrices and AdamW for the rest, which learns more per "
+                        f"step (lesson 05's speed run; needs PyTorch 2.9 or later; default {d['optimizer']})")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
     p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
     p.add_argument("--resume", action="store_true",
@@ -103,7 +106,7 @@ def _train(args, rank):
     config = TrainConfig(max_iters=settings["max_iters"], learning_rate=settings["lr"],
                          min_lr=settings["lr"] / 10, warmup_iters=min(100, settings["lr_decay_iters"] // 10),
                          lr_decay_iters=settings["lr_decay_iters"], eval_interval=settings["eval_interval"],
-                         seed=settings["seed"], device=settings["device"], dtype=settings["dtype"],
+                         optimizer=settings["optimizer"], seed=settings["seed"], device=settings["device"], dtype=settings["dtype"],
                          compile=settings["compile"], grad_accum=settings["grad_accum"])
     torch.manual_seed(settings["seed"])  # the initial weights
     model = GPT(model_config)
@@ -171,7 +174,7 @@ def _resume_settings(args, path):
     from numogpt.data import load_corpus
     from numogpt.model import GPTConfig
     from numogpt.tokenizer import tokenizer_from_dict
-    from numogpt.train import BEFORE_LESSON_08, changed_on_resume, load_checkpoint
+    from numogpt.train import OLDER_DEFAULTS, changed_on_resume, load_checkpoint
 
     given = _given(args)
     if not path.is_file():
@@ -180,7 +183,7 @@ def _resume_settings(args, path):
     checkpoint = load_checkpoint(path)
     if "command" not in checkpoint:
         raise ValueError(f"{path} was not written by `python -m numogpt train`, so it cannot be resumed here")
-    saved = {**BEFORE_LESSON_08, **checkpoint["command"]}
+    saved = {**OLDER_DEFAULTS, **checkpoint["command"]}
     if "data" in given and Path(given["data"]).exists():
         given["data"] = str(Path(given["data"]).resolve())  # saved resolved, see _new_settings
     # repeating a setting with the checkpoint's own value is fine; changing it is not (one rule

@@ -64,6 +64,7 @@ class TrainConfig:
     lr_decay_iters: int | None = None  # the step where the cosine reaches min_lr (None: max_iters)
     weight_decay: float = 0.1  # on weight matrices only (see weight_decay_groups)
     betas: tuple = (0.9, 0.99)  # AdamW's averaging of gradients and squared gradients
+    optimizer: str = "adamw"  # or "muon": Muon for the weight matrices, AdamW for the rest (configure_optimizer)
     grad_clip: float | None = 1.0  # largest gradient norm allowed (None: no clipping)
     eval_interval: int = 250  # evaluate (and save the checkpoint) every this many steps
     eval_iters: int | None = 20  # validation batches per evaluation (None: the whole split)
@@ -89,6 +90,11 @@ class TrainConfig:
         if not 0 <= self.min_lr <= self.learning_rate:
             raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
                              f"learning_rate={self.learning_rate}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: use 'adamw' or 'muon'")
+        if self.optimizer == "muon" and not hasattr(torch.optim, "Muon"):
+            raise ValueError(f"optimizer='muon' needs torch.optim.Muon (PyTorch 2.9 or later); this is torch "
+                             f"{torch.__version__}: upgrade torch, or use optimizer='adamw'")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
@@ -145,18 +151,58 @@ def weight_decay_groups(model):
 
 
 def configure_optimizer(model, config):
-    """AdamW with weight decay on the weight matrices only (see weight_decay_groups).
+    """AdamW with weight decay on the weight matrices only (see weight_decay_groups), or, with
+    config.optimizer "muon", Muon for those matrices and AdamW for the rest (see MuonWithAdamW).
 
     The learning rate is set at every step by `train` from `lr_at`.
     """
     params = dict(model.named_parameters())
     decay, no_decay = weight_decay_groups(model)
-    groups = [
-        {"params": [params[n] for n in decay], "weight_decay": config.weight_decay},
-        {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
-    ]
+    matrices = [params[n] for n in decay]
+    the_rest = {"params": [params[n] for n in no_decay], "weight_decay": 0.0}
+    lr = lr_at(0, config)
     # fused: one kernel updates every tensor, instead of a handful of ops per tensor
-    return torch.optim.AdamW(groups, lr=lr_at(0, config), betas=config.betas, fused=True)
+    if config.optimizer == "muon":
+        # match_rms_adamw scales Muon's steps to the size of AdamW's, so one learning rate serves both
+        return MuonWithAdamW(torch.optim.Muon(matrices, lr=lr, weight_decay=config.weight_decay,
+                                              adjust_lr_fn="match_rms_adamw"),
+                             torch.optim.AdamW([the_rest], lr=lr, betas=config.betas, fused=True))
+    return torch.optim.AdamW([{"params": matrices, "weight_decay": config.weight_decay}, the_rest], lr=lr,
+                             betas=config.betas, fused=True)
+
+
+class MuonWithAdamW:
+    """Lesson 05's speed run: Muon for the weight matrices, AdamW for embeddings, gains and biases,
+    driven as one optimizer.
+
+    Muon keeps a momentum of each matrix's gradient like SGD, then replaces that update by the
+    nearest orthogonal matrix (a few Newton-Schulz iterations): every direction the matrix maps
+    moves by the same amount, where a raw gradient is dominated by a few of them. It is defined
+    for matrices only, hence AdamW for the rest. `train` uses what every torch optimizer has:
+    param_groups (it sets each group's learning rate), zero_grad, step and the state dicts.
+    """
+
+    def __init__(self, muon, adamw):
+        self.muon, self.adamw = muon, adamw
+
+    @property
+    def param_groups(self):
+        return self.muon.param_groups + self.adamw.param_groups
+
+    def zero_grad(self, set_to_none=True):
+        self.muon.zero_grad(set_to_none)
+        self.adamw.zero_grad(set_to_none)
+
+    def step(self):
+        self.muon.step()
+        self.adamw.step()
+
+    def state_dict(self):
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state):
+        self.muon.load_state_dict(state["muon"])
+        self.adamw.load_state_dict(state["adamw"])
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -357,7 +403,8 @@ def resolve_device(name):
 # gradient scaler in its state). `python -m numogpt train --resume` follows the same rule,
 # through `changed_on_resume`.
 MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "device", "progress", "compile", "grad_accum")
-BEFORE_LESSON_08 = {"dtype": "float32", "compile": False, "grad_accum": 1}  # what older checkpoints ran with
+# what older checkpoints ran with: before lesson 08, and before the speed run could choose Muon
+OLDER_DEFAULTS = {"dtype": "float32", "compile": False, "grad_accum": 1, "optimizer": "adamw"}
 
 
 def changed_on_resume(saved, given):
@@ -376,7 +423,7 @@ def resume_run(checkpoint, model, optimizer, precision, config, train_loader, de
     if missing:
         raise ValueError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} "
                          f"(only checkpoints written by train() can be)")
-    saved = {**BEFORE_LESSON_08, **state["train_config"]}
+    saved = {**OLDER_DEFAULTS, **state["train_config"]}
     changed = changed_on_resume(saved, dataclasses.asdict(config))
     if changed:
         raise ValueError(f"{checkpoint} was trained with other settings: "

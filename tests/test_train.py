@@ -79,6 +79,7 @@ def test_schedule_without_warmup_starts_at_the_peak():
 @pytest.mark.parametrize("bad, words", [
     (dict(max_iters=0), "max_iters"), (dict(min_lr=1.0, learning_rate=0.1), "min_lr"),
     (dict(grad_clip=0), "grad_clip"), (dict(warmup_iters=50, lr_decay_iters=50), "lr_decay_iters"),
+    (dict(optimizer="sgd"), "unknown optimizer 'sgd': use 'adamw' or 'muon'"),
 ])
 def test_bad_config_is_refused_by_name(bad, words):
     with pytest.raises(ValueError, match=words):
@@ -118,6 +119,53 @@ def test_one_adamw_step_shrinks_decayed_weights_only():
     for n, p in model.named_parameters():
         factor = 1 - 0.1 * 0.5 if n in decay else 1.0
         torch.testing.assert_close(p.detach(), before[n] * factor)
+
+
+def test_muon_takes_the_decayed_matrices_and_adamw_the_rest_as_torch_would_step_them():
+    # the pair against torch's own optimizers, built by hand on a copy of the same model
+    model, copy = tiny_gpt(dropout=0.0), tiny_gpt(dropout=0.0)
+    config = TrainConfig(optimizer="muon", learning_rate=0.01, warmup_iters=0, weight_decay=0.5)
+    pair = configure_optimizer(model, config)
+    decay, no_decay = weight_decay_groups(model)
+    params = dict(copy.named_parameters())
+    muon = torch.optim.Muon([params[n] for n in decay], lr=0.01, weight_decay=0.5, adjust_lr_fn="match_rms_adamw")
+    adamw = torch.optim.AdamW([params[n] for n in no_decay], lr=0.01, betas=config.betas, weight_decay=0.0)
+    assert sum(len(g["params"]) for g in pair.param_groups) == len(list(model.parameters()))
+    x = torch.randint(0, VOCAB, (4, 8), generator=torch.Generator().manual_seed(2))
+    for _ in range(3):
+        for m, optimizers in ((model, [pair]), (copy, [muon, adamw])):
+            for o in optimizers:
+                o.zero_grad()
+            m(x, x.roll(1, 1))[1].backward()
+            for o in optimizers:
+                o.step()
+    for (name, ours), theirs in zip(model.named_parameters(), copy.parameters()):
+        assert not torch.equal(ours, tiny_gpt().get_parameter(name)), name  # every tensor moved
+        torch.testing.assert_close(ours, theirs, msg=name)
+
+
+def test_a_muon_run_resumes_exactly_and_may_not_switch_optimizer(loaders, tmp_path):
+    train_loader, val_loader = loaders
+    schedule = dict(lr_decay_iters=20, learning_rate=1e-2, optimizer="muon")
+    straight, resumed = tmp_path / "straight.pt", tmp_path / "resumed.pt"
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, eval_interval=20, **schedule), checkpoint=straight)
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=10, eval_interval=10, **schedule), checkpoint=resumed)
+    with pytest.raises(ValueError, match="optimizer='muon' in the checkpoint, 'adamw' now"):
+        train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, lr_decay_iters=20, learning_rate=1e-2),
+              checkpoint=resumed, resume=True)
+    train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, eval_interval=20, **schedule),
+          checkpoint=resumed, resume=True)
+    states_equal(load_checkpoint(straight), load_checkpoint(resumed))
+
+
+def test_muon_steps_under_the_float16_gradient_scaler_as_in_float32(loaders):
+    train_loader, val_loader = loaders
+    runs = {dtype: train(tiny_gpt(dropout=0.0), train_loader, val_loader,
+                         quiet(max_iters=6, eval_interval=6, learning_rate=1e-2, optimizer="muon", dtype=dtype))
+            for dtype in ("float32", "float16")}
+    losses = {dtype: [loss for _, loss in history["train"]] for dtype, history in runs.items()}
+    assert losses["float16"] == pytest.approx(losses["float32"], rel=1e-2)
+    assert losses["float32"][-1] != losses["float32"][0]
 
 
 def test_gradients_are_clipped_to_grad_clip_keeping_their_direction(loaders):
@@ -257,9 +305,14 @@ def states_equal(a, b):
     assert a["step"] == b["step"]
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
-    for i, state in a["optimizer"]["state"].items():
-        for key, value in state.items():
-            assert torch.equal(value, b["optimizer"]["state"][i][key]), (i, key)
+    # one optimizer's state dict, or MuonWithAdamW's: {"muon": ..., "adamw": ...}
+    parts = [""] if "state" in a["optimizer"] else list(a["optimizer"])
+    for part in parts:
+        theirs, ours = (b["optimizer"][part], a["optimizer"][part]) if part else (b["optimizer"], a["optimizer"])
+        assert ours["state"], part
+        for i, state in ours["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, theirs["state"][i][key]), (part, i, key)
     assert torch.equal(a["rng_state"]["cpu"], b["rng_state"]["cpu"])
 
 
@@ -564,12 +617,13 @@ def test_the_pictures_are_closed_figures():
 def test_the_shipped_course_model_is_the_default_run_and_loads_without_running_code():
     """Lesson 06 samples from COURSE_MODEL: the checkpoint of `python -m numogpt train` with its defaults."""
     from numogpt.__main__ import TRAIN_DEFAULTS
-    from numogpt.train import COURSE_MODEL
+    from numogpt.train import COURSE_MODEL, OLDER_DEFAULTS
 
     assert COURSE_MODEL.stat().st_size < 5_000_000  # a few MB, fit to ship
     saved = load_checkpoint(COURSE_MODEL)  # weights_only=True
     recipe = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in ("block_size", "eval_interval", "device", "dtype", "compile", "grad_accum")}
-    assert {k: saved["command"][k] for k in recipe} == recipe
+    command = {**OLDER_DEFAULTS, **saved["command"]}  # saved before --optimizer: it trained with AdamW
+    assert {k: command[k] for k in recipe} == recipe
     assert saved["step"] == TRAIN_DEFAULTS["max_iters"]
     model, tokenizer = load_model(COURSE_MODEL)
     assert type(tokenizer).__name__ == "BPETokenizer" and model.config.vocab_size == tokenizer.vocab_size
