@@ -8,6 +8,8 @@ slows all alike; each round gives its own medians and ratios, and the figures ar
 over the rounds.
 - numogpt: GPT with its defaults (the exact GELU), its own loss (model(x, y)) and the optimizer
   numogpt.train builds (configure_optimizer: fused AdamW, one kernel for all tensors).
+- numogpt, Muon: the same with lesson 05's speed-run optimizer (TrainConfig(optimizer="muon"):
+  Muon for the weight matrices, AdamW for the rest), what a step of bench/train.py's recipe costs.
 - nanoGPT, with --nanogpt DIR: that checkout's own model.py, its own loss (model(x, y)) and the
   optimizer its train.py builds on a CPU (GPT.configure_optimizers: AdamW, not fused).
 - transformers' GPT2LMHeadModel of the same shape (its default attention, PyTorch's
@@ -16,6 +18,7 @@ over the rounds.
 Forward+backward and clip+optimizer are timed apart too, to show where a difference comes from.
 """
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -76,6 +79,9 @@ def make_step(model, loss_of, optimizer):
 def contenders(nanogpt_dir):
     ours = GPT(GPTConfig(**SHAPE))
     steps = {"numogpt": make_step(ours, own_loss, configure_optimizer(ours, RECIPE))}
+    with_muon = GPT(GPTConfig(**SHAPE))
+    steps["numogpt, Muon"] = make_step(with_muon, own_loss,
+                                       configure_optimizer(with_muon, dataclasses.replace(RECIPE, optimizer="muon")))
     if nanogpt_dir:
         module = load_model_module(nanogpt_dir)
         nano = quietly(module.GPT, module.GPTConfig(**SHAPE))
