@@ -47,7 +47,7 @@ def add_train(commands):
     p.add_argument("--eval-interval", type=int, metavar="N",
                    help="evaluate and save the checkpoint every N steps (default: a tenth of --max-iters)")
     p.add_argument("--optimizer", choices=("adamw", "muon"),
-                   help=f"adamw, or muon: Muon for the weight matrices and AdamW for the rest, which learns more per "
+                   help="adamw, or muon: Muon for the weight matrices and AdamW for the rest, which learns more per "
                         f"step (lesson 05's speed run; needs PyTorch 2.9 or later; default {d['optimizer']})")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
     p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
@@ -106,8 +106,8 @@ def _train(args, rank):
     config = TrainConfig(max_iters=settings["max_iters"], learning_rate=settings["lr"],
                          min_lr=settings["lr"] / 10, warmup_iters=min(100, settings["lr_decay_iters"] // 10),
                          lr_decay_iters=settings["lr_decay_iters"], eval_interval=settings["eval_interval"],
-                         optimizer=settings["optimizer"], seed=settings["seed"], device=settings["device"], dtype=settings["dtype"],
-                         compile=settings["compile"], grad_accum=settings["grad_accum"])
+                         optimizer=settings["optimizer"], seed=settings["seed"], device=settings["device"],
+                         dtype=settings["dtype"], compile=settings["compile"], grad_accum=settings["grad_accum"])
     torch.manual_seed(settings["seed"])  # the initial weights
     model = GPT(model_config)
     c = model_config

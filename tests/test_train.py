@@ -566,6 +566,16 @@ def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
 
 
+def test_the_command_trains_with_muon_and_resumes_with_it(tmp_path, capsys):
+    assert run_command(capsys, *TINY, "--optimizer", "muon", "--max-iters", "2", "--out", str(tmp_path))[0] == 0
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["train_config"]["optimizer"] == "muon" and set(saved["optimizer"]) == {"muon", "adamw"}
+    code, _, err = run_command(capsys, "--resume", "--optimizer", "adamw", "--out", str(tmp_path))
+    assert code == 2 and "--optimizer adamw (the checkpoint has muon)" in err
+    assert run_command(capsys, "--resume", "--max-iters", "3", "--out", str(tmp_path))[0] == 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+
+
 def test_resume_needs_a_checkpoint_written_by_train(loaders, tmp_path):
     path = save_checkpoint(tmp_path / "weights_only.pt", tiny_gpt())
     with pytest.raises(ValueError, match="cannot be resumed: it has no optimizer, history"):
