@@ -266,6 +266,17 @@ def test_two_processes_stopped_and_resumed_end_as_a_straight_run(two_process_run
     assert resumed["history"]["train"] == straight["history"]["train"]
 
 
+def test_two_processes_with_muon_learn_what_one_process_learns(tmp_path, capsys):
+    # Muon orthogonalizes the averaged gradient in each process: both must step alike, and as one process
+    torchrun(tmp_path / "two", *SMALL, "--max-iters", "10", "--optimizer", "muon")
+    assert run_command(capsys, *SMALL, "--max-iters", "10", "--optimizer", "muon", "--out", str(tmp_path / "one"))[0] == 0
+    one, two = load_checkpoint(tmp_path / "one" / "checkpoint.pt"), load_checkpoint(tmp_path / "two" / "checkpoint.pt")
+    assert two["train_config"]["optimizer"] == "muon"
+    assert [l for _, l in two["history"]["train"]] == pytest.approx([l for _, l in one["history"]["train"]], rel=1e-3)
+    for name in one["model"]:
+        torch.testing.assert_close(two["model"][name], one["model"][name], rtol=1e-3, atol=1e-3)
+
+
 # --- the command's options -------------------------------------------------------------------------
 
 
