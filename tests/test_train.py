@@ -493,7 +493,7 @@ def test_help_documents_every_option(capsys):
     code, out, _ = run_command(capsys, "--help")
     assert code == 0
     for option in ("--data", "--tokenizer", "--preset", "--block-size", "--batch-size", "--max-iters", "--lr",
-                   "--lr-decay-iters", "--eval-interval", "--out", "--seed", "--resume", "--device"):
+                   "--lr-decay-iters", "--eval-interval", "--optimizer", "--out", "--seed", "--resume", "--device"):
         assert option in out, option
     from numogpt.model import PRESETS
     assert all(name in out for name in PRESETS)
