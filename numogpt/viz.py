@@ -529,6 +529,21 @@ def plot_loss_against_time(curves, target=None, title="validation loss against w
     return _finished(fig)
 
 
+def plot_direction_strengths(update_strengths, title="how hard an update pushes along each direction"):
+    """Each update's singular values, largest first, as shares of its largest, e.g.
+    {"the gradient": torch.linalg.svdvals(g), "orthogonalized (Muon)": torch.linalg.svdvals(u @ vh)}:
+    a gradient leans on a few directions; an orthogonal update pushes along all of them alike."""
+    fig, ax = _subplots(figsize=(6, 3))
+    for (name, strengths), colour in zip(update_strengths.items(), _RUN_COLOURS[1:]):
+        ax.plot((strengths / strengths.max()).tolist(), "o-", color=colour, markersize=3, label=name)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("direction (singular vector), strongest first")
+    ax.set_ylabel("push, as a share of the strongest")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="center right")
+    return _finished(fig)
+
+
 def plot_validation_curves(histories, baselines=None, title="validation loss: the model, its ablations, its baselines"):
     """The validation loss of several `train` histories, {label: history}, one line each, with
     each `baselines` entry, {label: loss}, as a dashed horizontal line."""

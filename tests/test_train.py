@@ -609,19 +609,22 @@ def test_the_pictures_are_closed_figures():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from numogpt.viz import plot_loss_against_time, plot_loss_curves, plot_lr_schedule
+    from numogpt.viz import plot_direction_strengths, plot_loss_against_time, plot_loss_curves, plot_lr_schedule
 
     config = TrainConfig(max_iters=50, warmup_iters=5)
     history = {"train": [(s, 3.0 - s / 50) for s in range(50)], "val": [(0, 3.1), (50, 2.2)], "lr": []}
     curves = {name: [{"seconds": s * k, "step": s, "val_loss": 4.0 - s / 100} for s in (0, 100, 200)]
               for name, k in (("reference", 1.0), ("ours", 0.5))}
     figures = (plot_lr_schedule([lr_at(s, config) for s in range(50)], 5), plot_loss_curves(history),
-               plot_loss_against_time(curves, target=2.5))
+               plot_loss_against_time(curves, target=2.5),
+               plot_direction_strengths({"gradient": torch.tensor([4.0, 2.0, 1.0]), "orthogonal": torch.ones(3)}))
     for fig in figures:
         assert isinstance(fig, Figure) and not plt.fignum_exists(fig.number)
     lines = figures[2].axes[0].get_lines()
     assert [list(line.get_xdata()) for line in lines[:2]] == [[0.0, 100.0, 200.0], [0.0, 50.0, 100.0]]
     assert list(lines[2].get_ydata()) == [2.5, 2.5]  # the target
+    shares = [list(line.get_ydata()) for line in figures[3].axes[0].get_lines()]
+    assert shares == [[1.0, 0.5, 0.25], [1.0, 1.0, 1.0]]  # shares of each update's strongest direction
 
 
 def test_the_shipped_course_model_is_the_default_run_and_loads_without_running_code():
