@@ -161,7 +161,7 @@ def configure_optimizer(model, config):
     matrices = [params[n] for n in decay]
     the_rest = {"params": [params[n] for n in no_decay], "weight_decay": 0.0}
     lr = lr_at(0, config)
-    # fused: one kernel updates every tensor, instead of a handful of ops per tensor
+    # fused AdamW (in both branches): one kernel updates every tensor, instead of a handful of ops per tensor
     if config.optimizer == "muon":
         # match_rms_adamw scales Muon's steps to the size of AdamW's, so one learning rate serves both
         return MuonWithAdamW(torch.optim.Muon(matrices, lr=lr, weight_decay=config.weight_decay,
