@@ -330,7 +330,7 @@ def add_student(commands):
 
 def run_student(args):
     from numogpt import NOTEBOOKS_DIR
-    from numogpt.student import write_student_copy
+    from numogpt.tools.student import write_student_copy
 
     written, kept = write_student_copy(args.dir)
     for path in written:
@@ -350,7 +350,7 @@ def add_rerun(commands):
 
 
 def run_rerun(args):
-    from numogpt.notebooks import lesson_notebooks, rerun
+    from numogpt.tools.notebooks import lesson_notebooks, rerun
 
     for path in args.notebooks or lesson_notebooks():
         if not Path(path).is_file():
@@ -370,7 +370,7 @@ def add_doctor(commands):
 
 
 def run_doctor(args):
-    from numogpt.doctor import doctor
+    from numogpt.tools.doctor import doctor
 
     if doctor(args.device, args.seconds):
         raise SystemExit(1)

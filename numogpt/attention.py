@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from numogpt.arguments import require_int
+from numogpt.tools.arguments import require_int
 
 
 def causal_mask(t_q, t_k, device=None):

@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from numogpt import DATA_DIR
-from numogpt.arguments import is_int, is_number, require_int
-from numogpt.files import write_atomically
+from numogpt.tools.arguments import is_int, is_number, require_int
+from numogpt.tools.files import write_atomically
 
 IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
 

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from numogpt import IN_CLONE, PACKAGE_DIR
-from numogpt.files import write_atomically
+from numogpt.tools.files import write_atomically
 
 GPT2_DIR_VARIABLE = "NUMOGPT_GPT2_DIR"
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from numogpt.arguments import require_int
+from numogpt.tools.arguments import require_int
 from numogpt.attention import CausalSelfAttention
 from numogpt.data import IGNORE_INDEX
 

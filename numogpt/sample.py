@@ -25,7 +25,7 @@ import regex
 import torch
 import torch.nn.functional as F
 
-from numogpt.arguments import is_int, is_number
+from numogpt.tools.arguments import is_int, is_number
 from numogpt.model import require_token_ids
 from numogpt.train import eval_mode
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from numogpt.arguments import require_int
+from numogpt.tools.arguments import require_int
 from numogpt.data import IGNORE_INDEX, shuffled_loader
 from numogpt.model import GPTConfig
 from numogpt.sample import generate

@@ -25,9 +25,9 @@ from pathlib import Path
 import regex
 
 from numogpt import DATA_DIR
-from numogpt.arguments import is_int
+from numogpt.tools.arguments import is_int
 from numogpt.bpe import apply_merges, learn_merges
-from numogpt.files import write_atomically
+from numogpt.tools.files import write_atomically
 from numogpt.gpt2_files import gpt2_byte_alphabet, gpt2_files
 
 # GPT-2 splits text into chunks before BPE, so that a token never spans a word and its

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from numogpt import DATA_DIR
-from numogpt.arguments import require_int
+from numogpt.tools.arguments import require_int
 from numogpt.data import IGNORE_INDEX, ShuffledBatches
-from numogpt.files import write_atomically
+from numogpt.tools.files import write_atomically
 from numogpt.model import GPT, GPTConfig
 from numogpt.tokenizer import tokenizer_from_dict
 

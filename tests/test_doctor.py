@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-import numogpt.doctor
+import numogpt.tools.doctor
 from numogpt import gpt2_files
 from numogpt.__main__ import main
 
@@ -32,7 +32,7 @@ def test_a_good_set_up_passes_and_says_how_fast(capsys, one_thread):
 
 def test_missing_course_data_fails_with_the_fix(capsys, tmp_path, monkeypatch, one_thread):
     (tmp_path / "train-nn.txt").write_text("text", encoding="utf-8")  # the two others are gone
-    monkeypatch.setattr(numogpt.doctor, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(numogpt.tools.doctor, "DATA_DIR", tmp_path)
     status, out = doctor(capsys)
     assert status == 1
     assert "course data  MISSING: stopwords.txt, tinyshakespeare.txt" in out

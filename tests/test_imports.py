@@ -25,7 +25,7 @@ BESIDE = "beside the lessons"
 
 # Every module of numogpt and where it sits: a new module must be placed here, or the test fails.
 LESSON = {
-    "numogpt": 0, "numogpt.arguments": 0, "numogpt.files": 0,
+    "numogpt": 0, "numogpt.tools": 0, "numogpt.tools.arguments": 0, "numogpt.tools.files": 0,
     "numogpt.tokenizer": 1, "numogpt.bpe": 1, "numogpt.gpt2_files": 1,
     "numogpt.data": 2,
     "numogpt.attention": 3,
@@ -35,10 +35,10 @@ LESSON = {
     "numogpt.tasks": 7,
     "numogpt.distributed": 8,
     **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 9)},
-    "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.student": BESIDE, "numogpt.notebooks": BESIDE,
-    "numogpt.__main__": BESIDE, "numogpt.doctor": BESIDE,
+    "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.tools.student": BESIDE, "numogpt.tools.notebooks": BESIDE,
+    "numogpt.__main__": BESIDE, "numogpt.tools.doctor": BESIDE,
 }
-LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__", "numogpt.doctor"}
+LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__", "numogpt.tools.doctor"}
 
 PACKAGE_DIR = Path(numogpt.__file__).parent
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from numogpt.notebooks import INSTALL_CELL, lesson_notebooks
+from numogpt.tools.notebooks import INSTALL_CELL, lesson_notebooks
 
 NOTEBOOKS = lesson_notebooks()
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")

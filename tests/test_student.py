@@ -8,8 +8,8 @@ import pytest
 from nbclient import NotebookClient
 
 from numogpt import NOTEBOOKS_DIR
-from numogpt.notebooks import lesson_notebooks
-from numogpt.student import BEGIN, END, student_notebook, write_student_copy
+from numogpt.tools.notebooks import lesson_notebooks
+from numogpt.tools.student import BEGIN, END, student_notebook, write_student_copy
 from tests.test_notebooks import CHECK_CALL
 
 NOTEBOOKS = lesson_notebooks()

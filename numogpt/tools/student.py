@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 from numogpt import NOTEBOOKS_DIR
-from numogpt.notebooks import lesson_notebooks
+from numogpt.tools.notebooks import lesson_notebooks
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]  # nbgrader's stub for Python
