@@ -2,7 +2,7 @@
 
     python bench/scaling.py [--runs 3] [--steps 30]
 
-On the CPU: the same training steps (numogpt.train.train_step, gpt-numo on characters,
+On the CPU: the same training steps (lesson 08's numogpt.scaling.Runtime, gpt-numo on characters,
 block 128, a global batch of 16) run as 1 process with 1 thread (the reference), 1 process
 with 2 threads, and 2 processes with 1 thread each under torchrun (DistributedDataParallel
 over gloo). All see the same batches, so the ratios say what threads or processes gain here.
@@ -28,9 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere: `python bench/scaling.py`
 
+from torch.utils.data import TensorDataset  # noqa: E402
+
+from numogpt.data import shuffled_loader  # noqa: E402
 from numogpt.model import GPT, GPTConfig  # noqa: E402
-from numogpt.train import (Precision, TrainConfig, configure_optimizer, model_for_steps,  # noqa: E402
-                           rank_and_world, train_step)
+from numogpt.scaling import Runtime, rank_and_world  # noqa: E402
+from numogpt.train import TrainConfig, configure_optimizer  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312, "L4": 121, "A10": 125}  # dense, from NVIDIA's sheets
 
@@ -39,21 +42,22 @@ def tokens_per_second(config, batch_size, steps, device, dtype="float32", compil
     """Tokens per second of the global batch over `steps` training steps, timed after `warmup`
     steps (which also compile). Under torchrun every process calls this and takes its share."""
     torch.manual_seed(0)
-    model = GPT(config).to(device)
-    train_config = TrainConfig(dtype=dtype, compile=compile, device=str(device), progress=False)
-    optimizer = configure_optimizer(model, train_config)
-    precision = Precision(dtype, device)
-    step_model = model_for_steps(model, train_config, device)
+    model = GPT(config)
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, config.vocab_size, (batch_size, config.block_size), generator=g).to(device)
-    y = torch.randint(0, config.vocab_size, (batch_size, config.block_size), generator=g).to(device)
+    x = torch.randint(0, config.vocab_size, (batch_size, config.block_size), generator=g)
+    y = torch.randint(0, config.vocab_size, (batch_size, config.block_size), generator=g)
+    runtime = Runtime()  # as `train` uses it: the device, the precision, DDP and compiling
+    train_config = runtime.prepare(model, TrainConfig(dtype=dtype, compile=compile, device=str(device), progress=False),
+                                   shuffled_loader(TensorDataset(x, y), batch_size))
+    optimizer = configure_optimizer(model, train_config)
+    step_model = runtime.step_model(model)
     for _ in range(warmup):
-        train_step(step_model, optimizer, x, y, 1.0, precision=precision)
+        runtime.train_step(step_model, optimizer, x, y, 1.0)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(step_model, optimizer, x, y, 1.0, precision=precision)  # .item() inside: waits for the GPU
+        runtime.train_step(step_model, optimizer, x, y, 1.0)  # .item() inside: waits for the GPU
     return steps * x.numel() / (time.perf_counter() - start)
 
 

@@ -20,7 +20,7 @@ import torch
 from numogpt.__main__ import main
 from numogpt.data import load_corpus
 from numogpt.sample import WORD_PROMPTS, sample_chars, sampled_word_share
-from numogpt.train import load_model
+from numogpt.checkpoint import load_model
 
 
 def timed_run(extra_args, out):

@@ -4,10 +4,13 @@ Each lesson's notebook teaches an idea step by step; the finished version lives 
 module here, and later lessons import it:
 
     01 tokenizer -> numogpt.tokenizer    04 GPT model -> numogpt.model
-    02 dataset   -> numogpt.data         05 training  -> numogpt.train
+    02 dataset   -> numogpt.data         05 training  -> numogpt.train, numogpt.checkpoint
     03 attention -> numogpt.attention    06 sampling  -> numogpt.sample
     07 algorithms (sorting, addition) -> numogpt.tasks
-    08 scaling (devices, precision, many processes) -> numogpt.train, numogpt.distributed
+    08 scaling (devices, precision, slices, many processes) -> numogpt.scaling
+
+Beside them: numogpt.viz (the pictures), numogpt.runs (the command's runs), numogpt.exercises
+(the checks) and numogpt.tools (course tooling and small shared helpers).
 
 The course's files are found from here, never by relative paths, so a notebook runs from
 any folder, however numogpt was installed.

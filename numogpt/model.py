@@ -18,6 +18,7 @@ from a Hugging Face checkpoint without `transformers`.
     torch.Size([2, 8, 65])
 """
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +149,7 @@ class GPT(nn.Module):
     """A GPT-2 style language model. `model.config` holds its GPTConfig."""
 
     block_class = Block  # what the stack is made of; lesson 04's notebook builds it from the learner's Block
+    config_class = GPTConfig  # what a checkpoint's model_config rebuilds (numogpt.checkpoint.load_model)
 
     def __init__(self, config):
         super().__init__()
@@ -250,3 +252,21 @@ class GPT(nn.Module):
         124439808
         """
         return sum(self.parameter_counts().values())
+
+
+@contextmanager
+def eval_mode(model):
+    """Run the block in eval mode (no dropout), then give the model back in its own mode,
+    even if the block fails.
+
+    Switching walks every submodule, which costs as much as a cached sampling step: skip it
+    when the model is in eval mode already, as a loaded model is.
+    """
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()

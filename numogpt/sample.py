@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from numogpt.tools.arguments import is_int, is_number
-from numogpt.model import require_token_ids
-from numogpt.train import eval_mode
+from numogpt.model import eval_mode, require_token_ids
 
 
 # --- the KV cache -------------------------------------------------------------------------

@@ -15,26 +15,24 @@ whether it learned the algorithm or only remembered answers.
     >>> task.text(prompts[0]), task.text(answers[0]), task.answer_text(answers[0])
     ('12+34=', '640', '46')
 
-- `Sorting`, `Addition`: the tasks; `task_from_dict` rebuilds one from a checkpoint.
+- `Sorting`, `Addition`: the tasks; `task_from_options` builds one from the command's options
+  (`python -m numogpt train --task sort --length 8`), as a checkpoint stores them.
 - `split_problems`: held-out problems that training never sees, and the training problems.
 - `encode_problems`: (x, y) with IGNORE_INDEX on the prompt.
 - `solve`, `exact_match`, `error_kinds`: batched greedy answers, their score, what went wrong.
 - `attention_maps`: every layer's attention weights, to see what the model reads.
-- `prepare_run`: the data, model and training settings of `python -m numogpt train --task`.
 """
 import re
 from collections import Counter
-from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from numogpt.tools.arguments import require_int
 from numogpt.data import IGNORE_INDEX, shuffled_loader
-from numogpt.model import GPTConfig
+from numogpt.model import eval_mode
 from numogpt.sample import generate
 from numogpt.tokenizer import CharTokenizer
-from numogpt.train import TrainConfig, eval_mode, load_checkpoint
+from numogpt.tools.arguments import require_int
 
 DIGITS = "0123456789"
 
@@ -48,11 +46,13 @@ def _digits_of(numbers, base, count):
 class Task:
     """What every task shares: a CharTokenizer over its symbols, and problems as token ids.
 
-    A subclass sets `base` (its digits are 0..base-1), `prompt_length`, `answer_length` and
-    `space` (how many problems there are, numbered 0..space-1), and writes
-    `digit_problems(indices)` -> (prompts as token ids (N, P), answers as digit values (N, A)),
-    `parse_prompt` (a person's prompt, spaces removed -> the prompt's text), `answer_text`,
-    `example_prompt`, `describe` and `to_dict`.
+    A subclass is one task. It names itself (`name`, the command's --task) and its command-line
+    `options` ({option: (type or choices, help)}), sets `base` (its digits are 0..base-1),
+    `prompt_length`, `answer_length` and `space` (how many problems there are, numbered
+    0..space-1), and writes `digit_problems(indices)` -> (prompts as token ids (N, P), answers as
+    digit values (N, A)), `parse_prompt` (a person's prompt, spaces removed -> the prompt's text),
+    `answer_text`, `example_prompt`, `describe`, `wrong_kind` (what is wrong with a wrong answer),
+    `as_options` and `default_steps`.
     """
 
     def __init__(self, alphabet):
@@ -87,6 +87,15 @@ class Task:
                              f"{model.config.block_size}: was it trained on another task?")
         return self.answer_text(solve(model, self.prompt_ids(text)[None], self.answer_length)[0])
 
+    def error_kind(self, prompt, answer, output):
+        """What is wrong with one answer (A,) to one prompt (P,), in words ('right' when nothing is)."""
+        return "right" if torch.equal(output, answer) else self.wrong_kind(prompt, answer, output)
+
+    @classmethod
+    def from_options(cls, options):
+        """The task that its command-line options describe (`as_options` gives them back)."""
+        return cls(**options)
+
     def _unknown_symbols(self, text, allowed):
         unknown = sorted(set(text) - set(allowed))
         if unknown:
@@ -102,6 +111,8 @@ class Sorting(Task):
     """
 
     name = "sort"
+    options = {"length": (int, "--task sort: digits per sequence (default 6)"),
+               "symbols": (int, "--task sort: the digits 0..N-1 are used, N <= 10 (default 3)")}
 
     def __init__(self, length=6, symbols=3):
         require_int("length", length)
@@ -136,8 +147,17 @@ class Sorting(Task):
     def describe(self):
         return f"sorting {self.length} digits from {self.base} symbols"
 
-    def to_dict(self):
-        return {"name": self.name, "length": self.length, "symbols": self.base}
+    def as_options(self):
+        return {"length": self.length, "symbols": self.base}
+
+    def default_steps(self):
+        """Longer sequences from more symbols need more steps (tuned with bench/tasks.py: 6 from 3, 8 from 10)."""
+        return max(500, min(2000, 20 * self.length * self.base))
+
+    def wrong_kind(self, prompt, answer, output):
+        if sorted(output.tolist()) != sorted(prompt[:-1].tolist()):
+            return "a digit lost or repeated"
+        return "right digits, wrong order"
 
 
 class Addition(Task):
@@ -151,6 +171,9 @@ class Addition(Task):
     """
 
     name = "add"
+    options = {"digits": (int, "--task add: digits per number (default 2)"),
+               "order": (("reversed", "plain"), "--task add: write the sum units digit first (reversed, the "
+                                                "default) or as usual (plain)")}
     base = 10
 
     def __init__(self, digits=2, reverse=True):
@@ -193,20 +216,49 @@ class Addition(Task):
         order = "units digit first" if self.reverse else "the usual order"
         return f"adding {self.digits}-digit numbers (sum written {order})"
 
-    def to_dict(self):
-        return {"name": self.name, "digits": self.digits, "reverse": self.reverse}
+    @classmethod
+    def from_options(cls, options):
+        options = dict(options)
+        order = options.pop("order", "reversed")
+        if order not in ("reversed", "plain"):
+            raise ValueError(f"order is reversed (units digit first) or plain, got {order!r}")
+        return cls(**options, reverse=order == "reversed")
+
+    def as_options(self):
+        return {"digits": self.digits, "order": "reversed" if self.reverse else "plain"}
+
+    def default_steps(self):
+        """Each digit more needs about as many steps again (tuned with bench/tasks.py)."""
+        return 750 * self.digits
+
+    def wrong_kind(self, prompt, answer, output):
+        wrong = (output != answer).nonzero().flatten().tolist()
+        if len(wrong) > 1:
+            return "several digits wrong"
+        # place 0 is the units digit, whichever way round the sum is written
+        place = wrong[0] if self.reverse else self.answer_length - 1 - wrong[0]
+        names = ["units", "tens", "hundreds"]
+        name = names[place] if place < len(names) else f"10^{place}"
+        digits = prompt.tolist()
+        a, b = (int(self.tokenizer.decode(digits[i * (self.digits + 1):][: self.digits])) for i in (0, 1))
+        carry = (a % 10 ** place + b % 10 ** place) >= 10 ** place if place else False
+        return f"{name} digit wrong ({'a carry comes in' if carry else 'no carry'})"
 
 
-TASKS = {"sort": Sorting, "add": Addition}
+TASKS = {task.name: task for task in (Sorting, Addition)}
 
 
-def task_from_dict(d):
-    """Rebuild a task from its to_dict() (as a checkpoint stores it)."""
-    d = dict(d)
-    name = d.pop("name", None)
+def task_from_options(options):
+    """The task that the command's options describe, e.g. {"task": "sort", "length": 8}: the
+    options not given take the task's defaults, and an option of another task is refused."""
+    options = dict(options)
+    name = options.pop("task", None)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}: the tasks are {', '.join(TASKS)}")
-    return TASKS[name](**d)
+    for option in options:
+        if option not in TASKS[name].options:
+            raise ValueError(f"--{option} does not apply to --task {name}")
+    return TASKS[name].from_options(options)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -294,31 +346,9 @@ def exact_match(outputs, answers):
     return (outputs == answers).all(dim=1).float().mean().item()
 
 
-def error_kind(task, prompt, answer, output):
-    """What is wrong with one answer, in words ('right' when nothing is)."""
-    if torch.equal(output, answer):
-        return "right"
-    if isinstance(task, Sorting):
-        given = sorted(prompt[:-1].tolist())
-        if sorted(output.tolist()) != given:
-            return "a digit lost or repeated"
-        return "right digits, wrong order"
-    wrong = (output != answer).nonzero().flatten().tolist()
-    if len(wrong) > 1:
-        return "several digits wrong"
-    # place 0 is the units digit, whichever way round the sum is written
-    place = wrong[0] if task.reverse else task.answer_length - 1 - wrong[0]
-    names = ["units", "tens", "hundreds"]
-    name = names[place] if place < len(names) else f"10^{place}"
-    digits = prompt.tolist()
-    a, b = (int(task.tokenizer.decode(digits[i * (task.digits + 1):][: task.digits])) for i in (0, 1))
-    carry = (a % 10 ** place + b % 10 ** place) >= 10 ** place if place else False
-    return f"{name} digit wrong ({'a carry comes in' if carry else 'no carry'})"
-
-
 def error_kinds(task, prompts, answers, outputs):
     """How many answers went wrong in each way: a Counter {kind: count}, without the right ones."""
-    kinds = Counter(error_kind(task, p, a, o) for p, a, o in zip(prompts, answers, outputs))
+    kinds = Counter(task.error_kind(p, a, o) for p, a, o in zip(prompts, answers, outputs))
     kinds.pop("right", None)
     return kinds
 
@@ -346,98 +376,3 @@ def attention_maps(model, idx):
         for hook in hooks:
             hook.remove()
     return maps
-
-
-# --- the command: python -m numogpt train --task ---------------------------------------------------
-
-# The options of `python -m numogpt train --task NAME` that describe the task itself,
-TASK_OPTIONS = {"sort": ("length", "symbols"), "add": ("digits", "order")}
-# and the ones that are only for text: a task's problems are generated, and their length is the context.
-TEXT_ONLY = ("data", "tokenizer", "block_size")
-
-
-def task_defaults(task):
-    """What the command trains `task` with unless told otherwise: a small model, a short run.
-
-    Longer problems from more symbols need more steps: the count grows with the sequence's
-    length and the alphabet, or with the numbers' digits (tuned on the course's tasks with
-    bench/tasks.py: 6 digits from 3 symbols, 8 from 10, two-digit sums).
-    """
-    if isinstance(task, Sorting):
-        steps = max(500, min(2000, 20 * task.length * task.base))
-    else:
-        steps = 750 * task.digits
-    return dict(model=dict(n_layer=2, n_head=4, n_embd=64), preset=None, batch_size=64, max_iters=steps,
-                lr=3e-3, seed=0, device="cpu")
-
-
-def task_options(task):
-    """The task as the command's options: {"task": "add", "digits": 2, "order": "reversed"}."""
-    if isinstance(task, Sorting):
-        return {"task": "sort", "length": task.length, "symbols": task.base}
-    return {"task": "add", "digits": task.digits, "order": "reversed" if task.reverse else "plain"}
-
-
-def task_from_options(given):
-    """The task that the command's options describe; the ones not given take the task's defaults."""
-    name = given.get("task")
-    if name is None:
-        option = next(k for k in ("length", "symbols", "digits", "order") if k in given)
-        raise ValueError(f"--{option} describes a task: add --task sort or --task add")
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: the tasks are {', '.join(TASKS)}")
-    for option, _ in given.items():
-        if option in TEXT_ONLY or (option in TASK_OPTIONS["sort"] + TASK_OPTIONS["add"]
-                                   and option not in TASK_OPTIONS[name]):
-            raise ValueError(f"--{option.replace('_', '-')} does not apply to --task {name}")
-    described = {k: given[k] for k in TASK_OPTIONS[name] if k in given}
-    if "order" in described:
-        if described["order"] not in ("reversed", "plain"):
-            raise ValueError(f"--order is reversed (units digit first) or plain, got {described['order']!r}")
-        described["reverse"] = described.pop("order") == "reversed"
-    return TASKS[name](**described)
-
-
-@dataclass
-class TaskRun:
-    """What `python -m numogpt train --task` trains (see prepare_run)."""
-
-    task: Task
-    settings: dict  # every setting of the run, as the checkpoint stores them for --resume
-    model_config: GPTConfig
-    train_config: TrainConfig
-    train_loader: DataLoader
-    val_loader: DataLoader
-    held_out: tuple  # (prompts (N, P), answers (N, A))
-
-
-def prepare_run(given):
-    """The task, its data, the model config and the training config for the command's options.
-
-    `given` holds the options given on the command line, e.g. {"task": "sort", "length": 8};
-    every other setting comes from `task_defaults`.
-    """
-    task = task_from_options(given)
-    defaults = task_defaults(task)
-    sizes = defaults.pop("model")
-    settings = {**defaults, **given, **task_options(task)}
-    settings["lr_decay_iters"] = settings.get("lr_decay_iters") or settings["max_iters"]
-    settings["eval_interval"] = settings.get("eval_interval") or max(1, settings["max_iters"] // 5)
-    vocab_and_context = dict(vocab_size=task.tokenizer.vocab_size, block_size=task.block_size)
-    if settings.get("preset"):
-        model_config = GPTConfig.preset(settings["preset"], **vocab_and_context)
-    else:
-        model_config = GPTConfig(**sizes, **vocab_and_context)
-    train_config = TrainConfig(max_iters=settings["max_iters"], learning_rate=settings["lr"],
-                               min_lr=settings["lr"] / 10, warmup_iters=min(100, settings["lr_decay_iters"] // 10),
-                               lr_decay_iters=settings["lr_decay_iters"], eval_interval=settings["eval_interval"],
-                               seed=settings["seed"], device=settings["device"])
-    train_loader, val_loader, held_out = task_loaders(task, settings["batch_size"], seed=settings["seed"])
-    return TaskRun(task=task, settings=settings, model_config=model_config, train_config=train_config,
-                   train_loader=train_loader, val_loader=val_loader, held_out=held_out)
-
-
-def load_task(path):
-    """The task a checkpoint was trained on, or None for a model of text."""
-    saved = load_checkpoint(path).get("task")
-    return task_from_dict(saved) if saved is not None else None

@@ -11,7 +11,8 @@ import torch
 
 import numogpt.train
 from numogpt import NOTEBOOKS_DIR
-from numogpt.train import batches_from, configure_optimizer, eval_mode, evaluate
+from numogpt.model import eval_mode
+from numogpt.train import batches_from, configure_optimizer, evaluate
 
 from numogpt.exercises.lesson05 import (
     check_clip_gradients,

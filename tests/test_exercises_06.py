@@ -11,7 +11,7 @@ from numogpt.exercises.lesson06 import (
     check_softmax_with_temperature, check_top_k_filter, check_top_p_filter,
 )
 from numogpt.sample import KVCache, pick_next
-from numogpt.train import eval_mode
+from numogpt.model import eval_mode
 from tests.helpers import assert_right_passes_and_wrong_fails, not_written
 from tests.test_notebooks import CHECK_CALL
 

@@ -30,15 +30,15 @@ LESSON = {
     "numogpt.data": 2,
     "numogpt.attention": 3,
     "numogpt.model": 4, "numogpt.pretrained": 4,
-    "numogpt.train": 5,
+    "numogpt.train": 5, "numogpt.checkpoint": 5,
     "numogpt.sample": 6,
     "numogpt.tasks": 7,
-    "numogpt.distributed": 8,
+    "numogpt.scaling": 8,
     **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 9)},
     "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.tools.student": BESIDE, "numogpt.tools.notebooks": BESIDE,
-    "numogpt.__main__": BESIDE, "numogpt.tools.doctor": BESIDE,
+    "numogpt.__main__": BESIDE, "numogpt.runs": BESIDE, "numogpt.tools.doctor": BESIDE,
 }
-LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__", "numogpt.tools.doctor"}
+LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__", "numogpt.runs", "numogpt.tools.doctor"}
 
 PACKAGE_DIR = Path(numogpt.__file__).parent
 

@@ -298,7 +298,7 @@ def checkpoints(tmp_path_factory):
     """Tiny checkpoints saved by lesson 05's save_checkpoint: a char tokenizer, a byte-level BPE
     (its tokens can split a character), and a BPE model that always says <|endoftext|>."""
     from numogpt.tokenizer import BPETokenizer, CharTokenizer
-    from numogpt.train import save_checkpoint
+    from numogpt.checkpoint import save_checkpoint
 
     folder = tmp_path_factory.mktemp("checkpoints")
     char = CharTokenizer("abcdefghij klmnop.")
@@ -327,7 +327,7 @@ def sample_command(capsys, *args):
 @pytest.mark.parametrize("name, prompt", [("char", "hello"), ("bpe", "ça")])
 @pytest.mark.parametrize("flags", [[], ["--no-cache"], ["--temperature", "0"], ["--top-k", "5", "--top-p", "0.8"]])
 def test_the_command_prints_the_prompt_and_its_continuation(checkpoints, capsys, name, prompt, flags):
-    from numogpt.train import load_model
+    from numogpt.checkpoint import load_model
 
     code, out = sample_command(capsys, "--checkpoint", checkpoints[name], "--prompt", prompt,
                                "--max-new-tokens", 25, "--seed", 4, *flags)
@@ -433,11 +433,11 @@ def test_the_sampler_widget_streams_into_the_page():
 
 def test_show_source_shows_a_decorated_functions_own_code(capsys):
     """Lesson 06 shows eval_mode, a @contextmanager: its own file and lines, not contextlib's wrapper."""
-    from numogpt.train import eval_mode
+    from numogpt.model import eval_mode
     from numogpt.viz import show_source
     show_source(eval_mode)
     lines, first = inspect.getsourcelines(inspect.unwrap(eval_mode))
-    assert capsys.readouterr().out == f"# numogpt/train.py, line {first}\n" + "".join(lines).rstrip() + "\n"
+    assert capsys.readouterr().out == f"# numogpt/model.py, line {first}\n" + "".join(lines).rstrip() + "\n"
     assert lines[:2] == ["@contextmanager\n", "def eval_mode(model):\n"]
 
 
@@ -459,13 +459,13 @@ def test_a_short_run_of_the_default_recipe_spells_better_than_before_training(tm
     same recipe, cut short, already writes more real words than its untrained model."""
     from numogpt.__main__ import main
     from numogpt.data import load_corpus
-    from numogpt.train import load_checkpoint, load_model
+    from numogpt.checkpoint import load_checkpoint, load_model
 
     main(["train", "--max-iters", "150", "--eval-interval", "150", "--out", str(tmp_path)])
     trained, tokenizer = load_model(tmp_path / "checkpoint.pt")
     torch.manual_seed(0)
     untrained = GPT(trained.config).eval()
-    corpus = load_corpus(load_checkpoint(tmp_path / "checkpoint.pt")["command"]["data"])
+    corpus = load_corpus(load_checkpoint(tmp_path / "checkpoint.pt")["run"]["data"])
     text = sample_chars(trained, tokenizer, WORD_PROMPTS[0], 500, temperature=0.8,
                         generator=torch.Generator().manual_seed(0))
     assert len(text) == 500 and not text.startswith(WORD_PROMPTS[0])  # the new text only

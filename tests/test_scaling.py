@@ -12,19 +12,10 @@ from torch.utils.data import TensorDataset
 
 from numogpt.data import IGNORE_INDEX, make_loaders, shuffled_loader
 from numogpt.sample import generate
-from numogpt.train import (
-    Precision,
-    TrainConfig,
-    best_device,
-    evaluate,
-    load_checkpoint,
-    load_model,
-    micro_batches,
-    resolve_device,
-    resolve_dtype,
-    save_checkpoint,
-    train,
-)
+import numogpt.train
+from numogpt.checkpoint import load_checkpoint, load_model, save_checkpoint
+from numogpt.scaling import Precision, Runtime, best_device, micro_batches, resolve_device, resolve_dtype
+from numogpt.train import TrainConfig, evaluate
 
 from tests.test_train import TINY, VOCAB, run_command
 from tests.test_train import quiet as lesson05_quiet
@@ -41,10 +32,28 @@ def quiet(**kw):
     return lesson05_quiet(**{"learning_rate": 1e-2, **kw})
 
 
+def train(*args, **kwargs):
+    """Lesson 05's loop on lesson 08's runtime."""
+    return numogpt.train.train(*args, runtime=Runtime(), **kwargs)
+
+
 @pytest.fixture(scope="module")
 def loaders():
     ids = torch.randint(0, VOCAB, (600,), generator=torch.Generator().manual_seed(1))
     return make_loaders(ids, block_size=8, batch_size=8)
+
+
+# --- mixed precision with Muon ---------------------------------------------------------------------
+
+
+def test_muon_steps_under_the_float16_gradient_scaler_as_in_float32(loaders):
+    train_loader, val_loader = loaders
+    runs = {dtype: train(tiny_gpt(dropout=0.0), train_loader, val_loader,
+                         quiet(max_iters=6, eval_interval=6, learning_rate=1e-2, optimizer="muon", dtype=dtype))
+            for dtype in ("float32", "float16")}
+    losses = {dtype: [loss for _, loss in history["train"]] for dtype, history in runs.items()}
+    assert losses["float16"] == pytest.approx(losses["float32"], rel=1e-2)
+    assert losses["float32"][-1] != losses["float32"][0]
 
 
 # --- any device ------------------------------------------------------------------------------------
@@ -98,10 +107,10 @@ def test_float16_trains_with_a_gradient_scaler_that_is_saved_and_resumed(loaders
     path = tmp_path / "ck.pt"
     history = train(tiny_gpt(), *loaders, quiet(max_iters=3, dtype="float16", lr_decay_iters=6), checkpoint=path)
     assert all(torch.isfinite(torch.tensor([loss for _, loss in history["train"]])))
-    scale = load_checkpoint(path)["grad_scaler"]["scale"]
+    scale = load_checkpoint(path)["runtime"]["grad_scaler"]["scale"]
     assert scale > 1  # the loss is multiplied before backward, so small float16 gradients do not vanish
     train(tiny_gpt(), *loaders, quiet(max_iters=6, dtype="float16", lr_decay_iters=6), checkpoint=path, resume=True)
-    with pytest.raises(ValueError, match="dtype='float16' in the checkpoint, 'float32' now"):
+    with pytest.raises(ValueError, match="dtype 'float16' in the checkpoint, 'float32' now"):
         train(tiny_gpt(), *loaders, quiet(max_iters=9, lr_decay_iters=6), checkpoint=path, resume=True)
 
 
@@ -194,7 +203,7 @@ def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu(tmp_path):
     written_on_cuda(path)
     with pytest.raises(RuntimeError, match="CUDA"):  # what torch.load alone says on a machine without one
         torch.load(path, weights_only=True)
-    loaded, _ = load_model(path, device="auto")
+    loaded, _ = load_model(path, device=resolve_device("auto"))
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
@@ -260,7 +269,7 @@ def test_two_processes_stopped_and_resumed_end_as_a_straight_run(two_process_run
     torchrun(tmp_path, *SMALL, "--max-iters", "10", "--grad-accum", "2")
     torchrun(tmp_path, "--resume", "--max-iters", "30")
     straight, resumed = load_checkpoint(two / "checkpoint.pt"), load_checkpoint(tmp_path / "checkpoint.pt")
-    assert resumed["step"] == 30 and len(resumed["rng_states"]) == 2
+    assert resumed["step"] == 30 and len(resumed["runtime"]["rng_states"]) == 2
     for name in straight["model"]:
         assert torch.equal(straight["model"][name], resumed["model"][name]), name
     assert resumed["history"]["train"] == straight["history"]["train"]
@@ -292,7 +301,7 @@ def test_the_command_documents_and_checks_its_lesson_08_options(tmp_path, capsys
     code, out, _ = run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))
     assert code == 0 and f"on {resolve_device('auto')} in {resolve_dtype('auto', resolve_device('auto'))}" in out
     code, _, err = run_command(capsys, "--resume", "--dtype", "bfloat16", "--max-iters", "2", "--out", str(tmp_path))
-    assert code == 2 and "--dtype bfloat16 (the checkpoint has float32)" in err
+    assert code == 2 and "--dtype 'float32' in the checkpoint, 'bfloat16' now" in err
     code, _, err = run_command(capsys, "--resume", "--dtype", "auto", "--grad-accum", "2", "--max-iters", "2",
                                "--out", str(tmp_path))
     assert code == 0, err  # auto keeps the run's own dtype; the slices may change

@@ -10,10 +10,10 @@ from numogpt.__main__ import main
 from numogpt.data import IGNORE_INDEX
 from numogpt.model import GPT, GPTConfig
 from numogpt.tasks import (
-    Addition, Sorting, attention_maps, encode_problems, error_kind, error_kinds, exact_match, solve,
-    split_problems, task_from_dict, task_loaders,
+    Addition, Sorting, attention_maps, encode_problems, error_kinds, exact_match, solve, split_problems,
+    task_from_options, task_loaders,
 )
-from numogpt.train import load_checkpoint
+from numogpt.checkpoint import load_checkpoint
 
 
 def texts(task, ids):
@@ -56,9 +56,9 @@ def test_a_prompt_as_a_person_writes_it():
 
 
 @pytest.mark.parametrize("task", [Sorting(8, 10), Addition(3, reverse=False)], ids=["sort", "add"])
-def test_a_task_round_trips_through_its_dict(task):
-    again = task_from_dict(task.to_dict())
-    assert type(again) is type(task) and again.to_dict() == task.to_dict()
+def test_a_task_round_trips_through_its_options(task):
+    again = task_from_options({"task": task.name, **task.as_options()})
+    assert type(again) is type(task) and again.as_options() == task.as_options()
 
 
 # --- the held-out split ---------------------------------------------------------------------
@@ -134,7 +134,7 @@ def ids(task, text):
 ])
 def test_sorting_errors_by_kind(output, kind):
     task = Sorting(6, 3)
-    assert error_kind(task, ids(task, "201102="), ids(task, "001122"), ids(task, output)) == kind
+    assert task.error_kind(ids(task, "201102="), ids(task, "001122"), ids(task, output)) == kind
 
 
 @pytest.mark.parametrize("prompt, output, reverse, kind", [
@@ -154,7 +154,7 @@ def test_addition_errors_by_kind(prompt, output, reverse, kind):
     a, b = (int(n) for n in prompt[:-1].split("+"))
     total = f"{a + b:03d}"
     answer = ids(task, total[::-1] if reverse else total)
-    assert error_kind(task, ids(task, prompt), answer, ids(task, output)) == kind
+    assert task.error_kind(ids(task, prompt), answer, ids(task, output)) == kind
 
 
 def test_error_kinds_leave_out_the_right_answers():
@@ -214,7 +214,9 @@ def test_attention_maps_are_each_layers_causal_weights(small_sorter):
     (lambda: Sorting(length=2.5), "length must be an int"),
     (lambda: Addition(digits=0), "digits must be 1 or more"),
     (lambda: Addition(digits=10), "at most 9"),
-    (lambda: task_from_dict({"name": "multiply"}), "unknown task"),
+    (lambda: task_from_options({"task": "multiply"}), "unknown task"),
+    (lambda: task_from_options({"task": "sort", "digits": 2}), "--digits does not apply to --task sort"),
+    (lambda: task_from_options({"task": "add", "order": "backwards"}), "order is reversed .* or plain"),
 ])
 def test_impossible_tasks_are_refused(make, words):
     with pytest.raises((ValueError, TypeError), match=words):
@@ -248,7 +250,8 @@ def test_train_a_sorter_then_ask_it_to_sort(tmp_path, capsys, one_thread):
     out = command(capsys, "train", "--task", "sort", "--max-iters", "30", "--out", str(tmp_path))
     assert "held-out exact match:" in out and "182 problems never seen in training" in out
     checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert checkpoint["task"] == {"name": "sort", "length": 6, "symbols": 3}
+    assert {k: checkpoint["run"][k] for k in ("kind", "task", "length", "symbols")} == \
+        {"kind": "task", "task": "sort", "length": 6, "symbols": 3}
     answer = command(capsys, "sample", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--prompt", "2 0 1 1 0 2")
     digits = answer.split()
     assert len(digits) == 6 and set(digits) <= {"0", "1", "2"}
@@ -258,7 +261,7 @@ def test_train_an_adder_with_its_options(tmp_path, capsys, one_thread):
     command(capsys, "train", "--task", "add", "--digits", "1", "--order", "plain", "--max-iters", "5",
             "--out", str(tmp_path))
     checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert checkpoint["task"] == {"name": "add", "digits": 1, "reverse": False}
+    assert {k: checkpoint["run"][k] for k in ("task", "digits", "order")} == {"task": "add", "digits": 1, "order": "plain"}
     answer = command(capsys, "sample", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--prompt", "7+5")
     assert answer.strip().isdigit() and int(answer) <= 18
 

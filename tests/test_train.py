@@ -10,18 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from numogpt.data import make_loaders
 from numogpt.model import GPT, GPTConfig
-from numogpt.train import (
-    TrainConfig,
-    configure_optimizer,
-    evaluate,
-    load_checkpoint,
-    load_model,
-    load_state,
-    lr_at,
-    save_checkpoint,
-    train,
-    weight_decay_groups,
-)
+from numogpt.checkpoint import load_checkpoint, load_model, load_state, save_checkpoint
+from numogpt.train import TrainConfig, configure_optimizer, evaluate, lr_at, train, weight_decay_groups
 
 VOCAB = 11
 
@@ -150,22 +140,12 @@ def test_a_muon_run_resumes_exactly_and_may_not_switch_optimizer(loaders, tmp_pa
     straight, resumed = tmp_path / "straight.pt", tmp_path / "resumed.pt"
     train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, eval_interval=20, **schedule), checkpoint=straight)
     train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=10, eval_interval=10, **schedule), checkpoint=resumed)
-    with pytest.raises(ValueError, match="optimizer='muon' in the checkpoint, 'adamw' now"):
+    with pytest.raises(ValueError, match="optimizer 'muon' in the checkpoint, 'adamw' now"):
         train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, lr_decay_iters=20, learning_rate=1e-2),
               checkpoint=resumed, resume=True)
     train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=20, eval_interval=20, **schedule),
           checkpoint=resumed, resume=True)
     states_equal(load_checkpoint(straight), load_checkpoint(resumed))
-
-
-def test_muon_steps_under_the_float16_gradient_scaler_as_in_float32(loaders):
-    train_loader, val_loader = loaders
-    runs = {dtype: train(tiny_gpt(dropout=0.0), train_loader, val_loader,
-                         quiet(max_iters=6, eval_interval=6, learning_rate=1e-2, optimizer="muon", dtype=dtype))
-            for dtype in ("float32", "float16")}
-    losses = {dtype: [loss for _, loss in history["train"]] for dtype, history in runs.items()}
-    assert losses["float16"] == pytest.approx(losses["float32"], rel=1e-2)
-    assert losses["float32"][-1] != losses["float32"][0]
 
 
 def test_gradients_are_clipped_to_grad_clip_keeping_their_direction(loaders):
@@ -239,21 +219,6 @@ def test_a_checkpoint_of_another_shape_gets_a_clear_error(tmp_path):
         load_state(nn.Sequential(nn.Linear(3, 5)), load_checkpoint(tmp_path / "plain.pt"))
 
 
-def test_a_checkpoint_saved_before_the_gelu_field_loads_with_the_tanh_gelu_it_was_trained_with(tmp_path):
-    trained = tiny_gpt(gelu="tanh").eval()
-    path = save_checkpoint(tmp_path / "old.pt", trained)
-    old = torch.load(path, weights_only=True)
-    del old["model_config"]["gelu"]  # as numogpt wrote it before GPTConfig had the field
-    torch.save(old, path)
-    loaded, _ = load_model(path)
-    assert loaded.config.gelu == "tanh"
-    idx = torch.randint(0, VOCAB, (2, 8))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(idx)[0], trained(idx)[0], atol=0, rtol=0)
-    with pytest.raises(ValueError, match="trained with gelu='tanh' but this model has gelu='exact'"):
-        load_state(tiny_gpt(), load_checkpoint(path))
-
-
 def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "ck.pt", tiny_gpt(), step=1)
     real_save = torch.save
@@ -313,7 +278,7 @@ def states_equal(a, b):
         for i, state in ours["state"].items():
             for key, value in state.items():
                 assert torch.equal(value, theirs["state"][i][key]), (part, i, key)
-    assert torch.equal(a["rng_state"]["cpu"], b["rng_state"]["cpu"])
+    assert torch.equal(a["runtime"]["rng_states"][0]["cpu"], b["runtime"]["rng_states"][0]["cpu"])
 
 
 def test_train_lowers_the_loss_and_keeps_a_history(loaders, tmp_path):
@@ -347,14 +312,17 @@ def test_twenty_steps_then_resume_to_forty_equals_forty_straight(loaders, tmp_pa
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_callbacks_drawing_random_numbers_on_the_gpu_do_not_change_the_run(loaders, tmp_path):
+    from numogpt.scaling import Runtime
+
     train_loader, val_loader = loaders
     config = quiet(max_iters=6, eval_interval=2, device="cuda")
-    train(tiny_gpt(), train_loader, val_loader, config, checkpoint=tmp_path / "plain.pt")
+    train(tiny_gpt(), train_loader, val_loader, config, checkpoint=tmp_path / "plain.pt", runtime=Runtime())
     gpu_sampler = lambda step, m, h: torch.rand(100, device="cuda")  # noqa: E731
-    train(tiny_gpt(), train_loader, val_loader, config, [gpu_sampler], checkpoint=tmp_path / "sampled.pt")
+    train(tiny_gpt(), train_loader, val_loader, config, [gpu_sampler], checkpoint=tmp_path / "sampled.pt",
+          runtime=Runtime())
     plain, sampled = load_checkpoint(tmp_path / "plain.pt"), load_checkpoint(tmp_path / "sampled.pt")
     states_equal(plain, sampled)
-    assert torch.equal(plain["rng_state"]["cuda"], sampled["rng_state"]["cuda"])
+    assert torch.equal(plain["runtime"]["rng_states"][0]["cuda"], sampled["runtime"]["rng_states"][0]["cuda"])
 
 
 def test_ctrl_c_leaves_the_last_checkpoint_good_and_resume_finishes_the_run(loaders, tmp_path):
@@ -398,11 +366,11 @@ def test_resume_refuses_a_config_that_makes_another_run(loaders, tmp_path):
     train_loader, val_loader = loaders
     path = tmp_path / "ck.pt"
     train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=2, learning_rate=1e-3), checkpoint=path)
-    with pytest.raises(ValueError, match=r"learning_rate=0.001 in the checkpoint, 0.002 now; seed=0 in the "
+    with pytest.raises(ValueError, match=r"learning_rate 0.001 in the checkpoint, 0.002 now; seed 0 in the "
                                          r"checkpoint, 3 now\. Resume"):
         train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=4, learning_rate=2e-3, seed=3),
               checkpoint=path, resume=True)
-    with pytest.raises(ValueError, match=r"betas=\(0.9, 0.99\) in the checkpoint, \(0.9, 0.95\) now"):
+    with pytest.raises(ValueError, match=r"betas \(0.9, 0.99\) in the checkpoint, \(0.9, 0.95\) now"):
         train(tiny_gpt(), train_loader, val_loader, quiet(max_iters=4, learning_rate=1e-3, betas=(0.9, 0.95)),
               checkpoint=path, resume=True)
     # how long, how often, how many validation batches and where may change
@@ -463,6 +431,15 @@ def test_train_walks_the_loaders_own_batches_epoch_after_epoch(loaders):
     assert all(len(batch) == train_loader.batch_sampler.batch_size for batch in model.seen)  # full batches only
 
 
+@pytest.mark.parametrize("setting", [dict(dtype="bfloat16"), dict(device="auto"), dict(grad_accum=2),
+                                     dict(compile=True)])
+def test_lesson_05s_train_runs_in_one_process_in_float32_and_says_where_the_rest_is(loaders, setting):
+    name, value = next(iter(setting.items()))
+    with pytest.raises(ValueError, match=rf"{name}={value!r}: train runs in one process .* "
+                                         rf"runtime=numogpt.scaling.Runtime\(\)"):
+        train(tiny_gpt(), *loaders, quiet(max_iters=1, **setting))
+
+
 def test_train_needs_a_loader_whose_order_it_can_resume(loaders):
     _, val_loader = loaders
     plain = DataLoader(TensorDataset(torch.zeros(8, 4, dtype=torch.long), torch.zeros(8, 4, dtype=torch.long)),
@@ -503,7 +480,7 @@ def test_a_tiny_real_run_writes_the_checkpoint_and_the_loss_curve(tmp_path):
     import subprocess
     import sys
 
-    from numogpt.__main__ import BPE_VOCAB_SIZE
+    from numogpt.runs import BPE_VOCAB_SIZE
     from numogpt.tokenizer import BPETokenizer
 
     done = subprocess.run([sys.executable, "-m", "numogpt", "train", *TINY, "--max-iters", "3",
@@ -527,11 +504,11 @@ def test_resume_through_the_command_equals_one_straight_run(tmp_path, capsys):
 
 
 def test_a_run_shorter_than_the_schedule_gets_a_note(tmp_path, capsys):
-    from numogpt.__main__ import TRAIN_DEFAULTS
+    from numogpt.runs import TextRun
 
     code, out, _ = run_command(capsys, *TINY, "--max-iters", "2", "--out", str(tmp_path / "a"))
     assert code == 0
-    assert (f"note: the learning rate decays over {TRAIN_DEFAULTS['lr_decay_iters']} steps (--lr-decay-iters); this run stops at step 2, "
+    assert (f"note: the learning rate decays over {TextRun.defaults['lr_decay_iters']} steps (--lr-decay-iters); this run stops at step 2, "
             "before it is low: pass --lr-decay-iters 2 for a shorter schedule") in out
     code, out, _ = run_command(capsys, *TINY, "--max-iters", "2", "--lr-decay-iters", "2", "--out", str(tmp_path / "b"))
     assert code == 0 and "note:" not in out
@@ -558,7 +535,8 @@ def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
     assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))[0] == 0
     code, _, err = run_command(capsys, "--resume", "--preset", "mini", "--lr", "0.1", "--out", str(tmp_path))
     assert code == 2
-    assert "--lr 0.1 (the checkpoint has 0.002), --preset mini (the checkpoint has nano); drop them" in err
+    assert "--lr 0.002 in the checkpoint, 0.1 now; --preset 'nano' in the checkpoint, 'mini' now" in err
+    assert "only --max-iters, --eval-interval, --device, --compile, --grad-accum may change" in err
     # the same command again, with --resume and a longer run: every repeated value is the checkpoint's
     code, _, err = run_command(capsys, "--resume", *TINY, "--max-iters", "2", "--data", "train-nn",
                                "--lr", "0.002", "--out", str(tmp_path))
@@ -571,7 +549,7 @@ def test_the_command_trains_with_muon_and_resumes_with_it(tmp_path, capsys):
     saved = load_checkpoint(tmp_path / "checkpoint.pt")
     assert saved["train_config"]["optimizer"] == "muon" and set(saved["optimizer"]) == {"muon", "adamw"}
     code, _, err = run_command(capsys, "--resume", "--optimizer", "adamw", "--out", str(tmp_path))
-    assert code == 2 and "--optimizer adamw (the checkpoint has muon)" in err
+    assert code == 2 and "--optimizer 'muon' in the checkpoint, 'adamw' now" in err
     assert run_command(capsys, "--resume", "--max-iters", "3", "--out", str(tmp_path))[0] == 0
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 
@@ -598,7 +576,7 @@ def test_every_tokenizer_trains_on_your_own_text_and_comes_back_from_the_checkpo
     assert tokenizer.decode(tokenizer.encode("the gradient")) == "the gradient"
     text = corpus.read_text(encoding="utf-8")
     distinct_words = len(set(regex.findall(WORD_PATTERN, text)))
-    from numogpt.__main__ import BPE_VOCAB_SIZE
+    from numogpt.runs import BPE_VOCAB_SIZE
     from numogpt.tokenizer import BPETokenizer
     # BPE stops short of its vocabulary when every chunk of a short text has become one token
     bpe_size = BPETokenizer().train(text, BPE_VOCAB_SIZE).vocab_size if kind == "bpe" else None
@@ -629,14 +607,14 @@ def test_the_pictures_are_closed_figures():
 
 def test_the_shipped_course_model_is_the_default_run_and_loads_without_running_code():
     """Lesson 06 samples from COURSE_MODEL: the checkpoint of `python -m numogpt train` with its defaults."""
-    from numogpt.__main__ import TRAIN_DEFAULTS
-    from numogpt.train import COURSE_MODEL, OLDER_DEFAULTS
+    from numogpt.checkpoint import COURSE_MODEL
+    from numogpt.runs import TextRun
 
     assert COURSE_MODEL.stat().st_size < 5_000_000  # a few MB, fit to ship
     saved = load_checkpoint(COURSE_MODEL)  # weights_only=True
-    recipe = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in ("block_size", "eval_interval", "device", "dtype", "compile", "grad_accum")}
-    command = {**OLDER_DEFAULTS, **saved["command"]}  # saved before --optimizer: it trained with AdamW
-    assert {k: command[k] for k in recipe} == recipe
-    assert saved["step"] == TRAIN_DEFAULTS["max_iters"]
+    where = ("block_size", "eval_interval", "device", "dtype", "compile", "grad_accum")  # the machine's, or derived
+    recipe = {k: v for k, v in TextRun.defaults.items() if k not in where}
+    assert {k: saved["run"][k] for k in recipe} == recipe
+    assert saved["step"] == TextRun.defaults["max_iters"]
     model, tokenizer = load_model(COURSE_MODEL)
     assert type(tokenizer).__name__ == "BPETokenizer" and model.config.vocab_size == tokenizer.vocab_size

@@ -12,10 +12,10 @@ earlier ones, so checking lesson 01 never loads the GPT of lesson 04:
     numogpt.exercises.lesson02   notebooks/02_dataset.ipynb     (numogpt.data)
     numogpt.exercises.lesson03   notebooks/03_attention.ipynb   (numogpt.attention)
     numogpt.exercises.lesson04   notebooks/04_gpt.ipynb         (numogpt.model)
-    numogpt.exercises.lesson05   notebooks/05_training.ipynb    (numogpt.train)
+    numogpt.exercises.lesson05   notebooks/05_training.ipynb    (numogpt.train, numogpt.checkpoint)
     numogpt.exercises.lesson06   notebooks/06_sampling.ipynb    (numogpt.sample)
     numogpt.exercises.lesson07   notebooks/07_algorithms.ipynb  (numogpt.tasks)
-    numogpt.exercises.lesson08   notebooks/08_scaling.ipynb     (numogpt.train, numogpt.distributed)
+    numogpt.exercises.lesson08   notebooks/08_scaling.ipynb     (numogpt.scaling)
 
 This module holds only what they share, and imports none of them.
 """

@@ -209,7 +209,7 @@ def _run_generate(generate, model, idx, max_new_tokens, options, seed=None):
            "`with torch.no_grad():` (it saves the memory and time of recording the graph).")
     expect(not any(call["training"] for call in model.calls),
            "The model ran in training mode, so dropout changed its logits at random: run it in eval mode "
-           "(`with eval_mode(model):`, from numogpt.train).")
+           "(`with eval_mode(model):`, from numogpt.model).")
     expect(model.training == was_training,
            f"The model came in {'training' if was_training else 'eval'} mode and left in "
            f"{'training' if model.training else 'eval'} mode: give it back as it came, which "

@@ -92,7 +92,7 @@ def _files(problems):
 
 def _device(torch, name):
     """torch.device(name), or a ValueError saying this machine lacks it, and why."""
-    from numogpt.train import resolve_device
+    from numogpt.scaling import resolve_device
 
     try:
         return resolve_device(name)
