@@ -111,8 +111,12 @@ def load_model(path, device="cpu"):
     model_class = _numogpt_class(checkpoint.get("model_class", "numogpt.model.GPT"), path)
     model = model_class(model_class.config_class(**checkpoint["model_config"]))
     load_state(model, checkpoint)
-    tokenizer = checkpoint["tokenizer"]
-    return model.to(device).eval(), tokenizer_from_dict(tokenizer) if tokenizer else None
+    return model.to(device).eval(), saved_tokenizer(checkpoint)
+
+
+def saved_tokenizer(checkpoint):
+    """The tokenizer a checkpoint (as load_checkpoint reads it) holds, rebuilt; None if it holds none."""
+    return tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint["tokenizer"] else None
 
 
 def _numogpt_class(name, path):
@@ -203,6 +207,15 @@ def load_run(path, config, data_order):
         raise ValueError(f"the checkpoint is at step {checkpoint['step']}, past max_iters={settings['max_iters']}: "
                          f"raise max_iters to continue it")
     return checkpoint, settings
+
+
+def restore_run(checkpoint, model, optimizer, runtime):
+    """Put a run checked by `load_run` back into `model`, `optimizer` and `runtime` (its random
+    state, a gradient scaler); return its (step, history)."""
+    load_state(model, checkpoint)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    runtime.load_state_dict(checkpoint["runtime"])
+    return checkpoint["step"], checkpoint["history"]
 
 
 def saved_run(path):

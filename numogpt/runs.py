@@ -238,7 +238,7 @@ def train_command(given, out, resume=False):
     """`python -m numogpt train`: build the run its options describe (or resume it), train it, report it."""
     import torch
 
-    from numogpt.checkpoint import load_checkpoint
+    from numogpt.checkpoint import load_checkpoint, saved_tokenizer
     from numogpt.model import GPT
     from numogpt.scaling import Runtime, processes
     from numogpt.train import train
@@ -253,8 +253,7 @@ def train_command(given, out, resume=False):
             print(f"note: the learning rate decays over {settings['lr_decay_iters']} steps (--lr-decay-iters); this "
                   f"run stops at step {settings['max_iters']}, before it is low: pass --lr-decay-iters "
                   f"{settings['max_iters']} for a shorter schedule")
-        saved_tokenizer = load_tokenizer(path) if resume else None
-        built = kind.build(settings, saved_tokenizer)
+        built = kind.build(settings, saved_tokenizer(load_checkpoint(path)) if resume else None)
         torch.manual_seed(settings["seed"])  # the initial weights
         model = GPT(model_config(settings, built, getattr(kind, "sizes", None)))
         c = model.config
@@ -270,13 +269,6 @@ def train_command(given, out, resume=False):
                              f"python -m numogpt train --resume --out {out}") from None
         if rank == 0:  # lesson 08: process 0 reports for all
             kind.report(model, built, history, path)
-
-
-def load_tokenizer(path):
-    from numogpt.checkpoint import load_checkpoint
-    from numogpt.tokenizer import tokenizer_from_dict
-
-    return tokenizer_from_dict(load_checkpoint(path)["tokenizer"])
 
 
 def saved_task(path):

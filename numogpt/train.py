@@ -31,7 +31,7 @@ import torch.nn.functional as F
 # ("0/1000"), while the text bar's last state is what a saved notebook shows
 from tqdm import tqdm
 
-from numogpt.checkpoint import load_run, load_state, rng_kept, rng_state, save_run, set_rng_state
+from numogpt.checkpoint import load_run, restore_run, rng_kept, rng_state, save_run, set_rng_state
 from numogpt.data import IGNORE_INDEX, ShuffledBatches
 from numogpt.model import eval_mode
 from numogpt.tools.arguments import require_int
@@ -349,13 +349,10 @@ def train(model, train_loader, val_loader, config, callbacks=(), *, checkpoint=N
         config = TrainConfig(**settings)  # "auto" settings are the saved run's choices
     config = runtime.prepare(model, config, train_loader)
     optimizer = configure_optimizer(model, config)
-    step, history = 0, {"train": [], "val": [], "lr": []}
     if resume:
-        load_state(model, saved)
-        optimizer.load_state_dict(saved["optimizer"])
-        runtime.load_state_dict(saved["runtime"])
-        step, history = saved["step"], saved["history"]
+        step, history = restore_run(saved, model, optimizer, runtime)
     else:
+        step, history = 0, {"train": [], "val": [], "lr": []}
         runtime.seed(config.seed)
     model.train()
     step_model = runtime.step_model(model)

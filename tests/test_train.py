@@ -531,6 +531,14 @@ def test_bad_arguments_get_clear_errors(argv, words, tmp_path, capsys):
     assert code == 2 and words in err
 
 
+def test_an_out_folder_that_cannot_be_written_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    code, out, err = run_command(capsys, *TINY, "--max-iters", "1", "--out", str(blocker / "run"))
+    assert code == 2 and f"cannot write to {blocker / 'run'}" in err and "choose another folder with --out" in err
+    assert "characters ->" not in out  # no data was read, no model built
+
+
 def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
     assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))[0] == 0
     code, _, err = run_command(capsys, "--resume", "--preset", "mini", "--lr", "0.1", "--out", str(tmp_path))
