@@ -24,7 +24,7 @@ nanoGPT's, and its step time drifted more than nanoGPT's).
 
 With --runs N the two take turns N times and medians are printed. --save-curves FILE writes
 both validation-loss curves against wall-clock time (the first run's) as JSON, for
-numogpt.viz.plot_loss_against_time. --baseline also trains numogpt with nanoGPT's recipe.
+numogpt.viz.plot_loss_curves (lesson 05 shows them). --baseline also trains numogpt with nanoGPT's recipe.
 """
 import argparse
 import json

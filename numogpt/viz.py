@@ -1,14 +1,12 @@
-"""Every picture and widget the lessons show.
+"""Every picture the lessons show (their widgets are in numogpt.widgets).
 
 Plots return their matplotlib Figure (closed, so a notebook shows it once when it is the
-cell's last value); widgets return an ipywidgets object. Colours are fixed, so a figure
-looks the same on every run. `show_source` prints the library code a lesson leans on.
+cell's last value). Colours are fixed, so a figure looks the same on every run.
+`show_source` prints the library code a lesson leans on.
 """
-import html
 import inspect
 from pathlib import Path
 
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
@@ -54,10 +52,10 @@ def show_source(obj):
 # --- lesson 01: the tokenizer -------------------------------------------------------------
 
 
-_TOKEN_COLOURS = ["#ffd8a8", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#d0bfff", "#ffec99", "#99e9f2", "#ced4da"]
+TOKEN_COLOURS = ["#ffd8a8", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#d0bfff", "#ffec99", "#99e9f2", "#ced4da"]
 
 
-def _token_pieces(tokenizer, text):
+def token_pieces(tokenizer, text):
     """The text of each token of `text`, as the tokenizer splits it."""
     return [tokenizer.decode([i]) for i in tokenizer.encode(text)]
 
@@ -77,7 +75,7 @@ def plot_tokens(tokenizer, text, title=None, width=64):
     """
     font = font_manager.FontProperties(family="DejaVu Sans Mono")
     charmap = ft2font.FT2Font(font_manager.findfont(font)).get_charmap()
-    pieces = _token_pieces(tokenizer, text)
+    pieces = token_pieces(tokenizer, text)
     # lay the boxes out in rows of at most `width` characters; a newline ends a row
     rows, x = [[]], 0
     for i, piece in enumerate(pieces):
@@ -85,7 +83,7 @@ def plot_tokens(tokenizer, text, title=None, width=64):
         if x + len(shown) > width and rows[-1]:
             rows.append([])
             x = 0
-        rows[-1].append((x, shown, _TOKEN_COLOURS[i % len(_TOKEN_COLOURS)]))
+        rows[-1].append((x, shown, TOKEN_COLOURS[i % len(TOKEN_COLOURS)]))
         x += len(shown)
         if piece.endswith("\n"):
             rows.append([])
@@ -142,32 +140,6 @@ def plot_tokens_per_word(tokenizers, samples):
     ax.set_title("the same tokenizer spends more tokens on some texts", fontsize=10)
     ax.legend(fontsize=8)
     return _finished(fig)
-
-
-def token_widget(tokenizers, text="Hello world! Tokenizers don't see words: 3.14159 🙂"):
-    """A text box; below it, the text coloured by token under each of `tokenizers`
-    ({name: tokenizer}), with the token count. Type to see the tokens change."""
-    box = widgets.Textarea(value=text, layout=widgets.Layout(width="95%", height="4em"))
-    shown = widgets.HTML()
-
-    def render(_=None):
-        parts = []
-        for name, tok in tokenizers.items():
-            try:
-                pieces = _token_pieces(tok, box.value)
-            except ValueError as e:  # e.g. a character the CharTokenizer never saw
-                parts.append(f"<b>{html.escape(name)}</b>: {html.escape(str(e))}")
-                continue
-            spans = "".join(
-                f'<span style="background:{_TOKEN_COLOURS[i % len(_TOKEN_COLOURS)]};white-space:pre-wrap;'
-                f'font-family:monospace">{html.escape(p.replace(chr(10), "↵"))}</span>'
-                for i, p in enumerate(pieces))
-            parts.append(f"<b>{html.escape(name)}</b> ({len(pieces)} tokens)<br>{spans}")
-        shown.value = "<br><br>".join(parts)
-
-    box.observe(render, names="value")
-    render()
-    return widgets.VBox([box, shown])
 
 
 # --- lesson 02: the dataset ---------------------------------------------------------------
@@ -483,49 +455,56 @@ def plot_lr_schedule(lrs, warmup_iters=None, title="learning rate: linear warmup
     return _finished(fig)
 
 
+_LINE_STYLES = ["-", "--", ":", "-."]  # one per run, so runs that agree stay visible
+
+
 def _running_mean(losses):
     window = max(1, len(losses) // 25)  # a mean over ~4% of the run smooths the batch noise
     return [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
             for i in range(len(losses))]
 
 
-def plot_loss_curves(history, title="training and validation loss"):
-    """Loss against step from a `train` history: each batch's loss (faint), its running
-    mean, and the validation loss at every evaluation (dots)."""
-    fig, ax = _subplots(figsize=(6, 3.4))
-    if history["train"]:
-        steps, losses = zip(*history["train"])
-        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
-        ax.plot(steps, _running_mean(losses), color="tab:blue", label="train (running mean)")
-    if history["val"]:
-        steps, losses = zip(*history["val"])
-        ax.plot(steps, losses, "o-", color="tab:orange", markersize=4, label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title(title, fontsize=10)
-    ax.legend()
-    return _finished(fig)
+def plot_loss_curves(runs, which=("train", "val"), baselines=None, target=None, xlabel="step",
+                     title="training and validation loss"):
+    """Loss curves of one run, or of several on one axis, from `train` histories:
+    {"train": [(step, loss), ...], "val": [(step, loss), ...]}.
 
+    runs: one history, or {label: history}. One run shows each batch's loss (faint), its running
+    mean and the validation loss at every evaluation (dots). Several runs show each one's running
+    mean and validation dots in its own colour, the lines dashed a little differently so that
+    runs which agree stay visible on top of each other.
+    which: the curves to draw ("train", "val"); a history without one of them draws what it has.
+    baselines: {label: loss}, each a grey horizontal line. target: a loss drawn as a dashed line,
+    so the first dot below it is the time (or step) to that loss.
+    xlabel: what the histories' first numbers are (steps, or seconds for a race against time).
+    """
+    one_run = "train" in runs or "val" in runs
+    fig, ax = _subplots(figsize=(6.4, 3.6))
+    for n, (label, history) in enumerate(({"": runs} if one_run else runs).items()):
+        colour, style = f"C{n}", _LINE_STYLES[n % len(_LINE_STYLES)]
 
-_RUN_COLOURS = ["tab:gray", "tab:blue", "tab:orange", "tab:green"]  # by the curves' order: the reference first
+        def named(curve):  # its legend entry
+            return curve if one_run else label if len(which) == 1 else f"{label}, {curve}"
 
-
-def plot_loss_against_time(curves, target=None, title="validation loss against wall-clock time"):
-    """Validation loss against seconds for several runs, e.g. the "curves" that
-    `bench/train.py --save-curves FILE` writes: {name: [{"seconds": s, "val_loss": l}, ...]}.
-    `target`, if given, is drawn as a dashed line: the first dot below it is the time to that loss."""
-    fig, ax = _subplots(figsize=(6, 3.4))
-    for (name, points), colour in zip(curves.items(), _RUN_COLOURS):
-        seconds = [p["seconds"] for p in points]
-        losses = [p["val_loss"] for p in points]
-        ax.plot(seconds, losses, "o-", color=colour, markersize=3, label=name)
+        if "train" in which and history.get("train"):
+            steps, losses = zip(*history["train"])
+            if one_run:
+                ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, _running_mean(losses), style, color="tab:blue" if one_run else colour,
+                    linewidth=1.5 if one_run else max(0.8, 2.2 - 0.5 * n), label=named("train (running mean)"))
+        if "val" in which and history.get("val"):
+            steps, losses = zip(*history["val"])
+            ax.plot(steps, losses, "o-", color="tab:orange" if one_run else colour, markersize=4 if one_run else 3,
+                    label=named("validation"))
+    for i, (label, loss) in enumerate((baselines or {}).items()):
+        ax.axhline(loss, color="grey", linestyle=_LINE_STYLES[1 + i % 3], linewidth=1, label=f"{label}: {loss:.2f}")
     if target is not None:
         ax.axhline(target, color="#999999", linestyle="--", linewidth=1)
-        ax.text(0, target, f" {target}", va="bottom", fontsize=8, color="#666666")
-    ax.set_xlabel("seconds since the start of training")
-    ax.set_ylabel("validation loss")
+        ax.text(ax.get_xlim()[0], target, f" {target}", va="bottom", fontsize=8, color="#666666")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("cross-entropy loss")
     ax.set_title(title, fontsize=10)
-    ax.legend()
+    ax.legend(fontsize=8)
     return _finished(fig)
 
 
@@ -534,29 +513,13 @@ def plot_direction_strengths(update_strengths, title="how hard an update pushes 
     {"the gradient": torch.linalg.svdvals(g), "orthogonalized (Muon)": torch.linalg.svdvals(u @ vh)}:
     a gradient leans on a few directions; an orthogonal update pushes along all of them alike."""
     fig, ax = _subplots(figsize=(6, 3))
-    for (name, strengths), colour in zip(update_strengths.items(), _RUN_COLOURS[1:]):
+    for (name, strengths), colour in zip(update_strengths.items(), ("tab:blue", "tab:orange")):
         ax.plot((strengths / strengths.max()).tolist(), "o-", color=colour, markersize=3, label=name)
     ax.set_ylim(0, 1.1)
     ax.set_xlabel("direction (singular vector), strongest first")
     ax.set_ylabel("push, as a share of the strongest")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="center right")
-    return _finished(fig)
-
-
-def plot_validation_curves(histories, baselines=None, title="validation loss: the model, its ablations, its baselines"):
-    """The validation loss of several `train` histories, {label: history}, one line each, with
-    each `baselines` entry, {label: loss}, as a dashed horizontal line."""
-    fig, ax = _subplots(figsize=(6.4, 3.6))
-    for label, history in histories.items():
-        steps, losses = zip(*history["val"])
-        ax.plot(steps, losses, "o-", markersize=3, label=label)
-    for i, (label, loss) in enumerate((baselines or {}).items()):
-        ax.axhline(loss, color="grey", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=f"{label}: {loss:.2f}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
     return _finished(fig)
 
 
@@ -626,47 +589,6 @@ def plot_time_per_token(ms_with_cache, ms_without_cache, prompt_length, block_si
     return _finished(fig)
 
 
-def sampler_widget(model, tokenizer, prompt="", max_new_tokens=200, seed=0):
-    """An interactive sampler: a prompt box, sliders for temperature, top-k and top-p, and a
-    button that streams the continuation into the page token by token (numogpt.sample.stream_text).
-
-    top-k 0 and top-p 1 mean "off"; the seed makes each click with the same settings repeatable.
-    """
-    from numogpt.sample import stream_text  # here, not at the top: plotting lesson 01 needs no sampler
-
-    style = {"description_width": "90px"}
-    prompt_box = widgets.Textarea(value=prompt, description="prompt", style=style,
-                                  layout=widgets.Layout(width="95%"))
-    temperature = widgets.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="temperature", style=style)
-    top_k = widgets.IntSlider(value=0, min=0, max=min(tokenizer.vocab_size, 200), description="top-k (0 off)", style=style)
-    top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p", style=style)
-    length = widgets.IntSlider(value=max_new_tokens, min=1, max=1000, description="new tokens", style=style)
-    button = widgets.Button(description="sample", button_style="primary")
-    page = widgets.HTML()
-
-    def show(prompt_text, new_text):
-        page.value = (f"<pre style='white-space: pre-wrap'>{html.escape(prompt_text)}"
-                      f"<b style='color: #1f77b4'>{html.escape(new_text)}</b></pre>")
-
-    def sample(_):
-        button.disabled = True
-        try:
-            pieces = stream_text(model, tokenizer, prompt_box.value, length.value, temperature=temperature.value,
-                                 top_k=top_k.value or None, top_p=top_p.value,
-                                 generator=torch.Generator().manual_seed(seed))
-            new_text = ""
-            for piece in pieces:
-                new_text += piece
-                show(prompt_box.value, new_text)
-        except ValueError as e:  # e.g. a character the tokenizer has never seen
-            page.value = f"<pre style='color: #d62728'>{html.escape(str(e))}</pre>"
-        finally:
-            button.disabled = False
-
-    button.on_click(sample)
-    return widgets.VBox([prompt_box, widgets.HBox([temperature, top_k]), widgets.HBox([top_p, length]), button, page])
-
-
 # --- lesson 07: algorithms ----------------------------------------------------------------
 
 
@@ -721,20 +643,3 @@ def plot_data_parallel(world_size=2, grad_accum=2):
     ax.set_ylim(-0.2, 3.3)
     ax.axis("off")
     return _finished(fig)
-
-
-def plot_runs(histories, title="training loss of the same command"):
-    """The training loss (running mean) of several runs on one axis: {label: train history}.
-
-    Each line is dashed a little differently, so runs that agree stay visible on top of each other."""
-    fig, ax = _subplots(figsize=(6, 3.2))
-    styles = ["-", "--", ":", "-."]
-    for n, (label, history) in enumerate(histories.items()):
-        steps, losses = zip(*history["train"])
-        ax.plot(steps, _running_mean(losses), styles[n % 4], linewidth=2.2 - 0.5 * n, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (running mean)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return _finished(fig)
-

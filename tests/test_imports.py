@@ -4,11 +4,11 @@ The rule, for every module of numogpt (the exercise checks included), read from 
 - a lesson's module imports only modules of its own lesson, earlier lessons, lesson 0 (the
   basics every lesson shares: paths, argument checks, safe file writing) and the modules
   beside the lessons; at any depth: an import inside a function counts as one at the top;
-- a module beside the lessons (viz, the command, the student copy, the checks' shared core)
-  imports only lesson 0 and its neighbours. The one exception: viz, __main__ and doctor may
-  import a lesson lazily, inside the function that needs it (viz.sampler_widget needs lesson
-  06's sampler; the command trains and samples; the doctor checks GPT-2's files and times a
-  training step). Every lesson imports viz, so its top stays light.
+- a module beside the lessons (viz, widgets, the command, the student copy, the checks' shared
+  core) imports only lesson 0 and its neighbours. The one exception: widgets, __main__, runs and
+  doctor may import a lesson lazily, inside the function that needs it (widgets.sampler_widget
+  needs lesson 06's sampler; the command trains and samples; the doctor checks GPT-2's files and
+  times a training step). Every lesson imports viz, so viz imports no lesson at all.
 Then fresh interpreters confirm it: importing a lesson's checks, or viz, loads nothing later.
 """
 import ast
@@ -35,10 +35,11 @@ LESSON = {
     "numogpt.tasks": 7,
     "numogpt.scaling": 8,
     **{f"numogpt.exercises.lesson{n:02d}": n for n in range(1, 9)},
-    "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.tools.student": BESIDE, "numogpt.tools.notebooks": BESIDE,
+    "numogpt.exercises": BESIDE, "numogpt.viz": BESIDE, "numogpt.widgets": BESIDE,
+    "numogpt.tools.student": BESIDE, "numogpt.tools.notebooks": BESIDE,
     "numogpt.__main__": BESIDE, "numogpt.runs": BESIDE, "numogpt.tools.doctor": BESIDE,
 }
-LAZY_ALLOWED = {"numogpt.viz", "numogpt.__main__", "numogpt.runs", "numogpt.tools.doctor"}
+LAZY_ALLOWED = {"numogpt.widgets", "numogpt.__main__", "numogpt.runs", "numogpt.tools.doctor"}
 
 PACKAGE_DIR = Path(numogpt.__file__).parent
 
@@ -110,3 +111,12 @@ def test_importing_viz_loads_no_lesson_and_changes_no_matplotlib_setting():
                        "matplotlib.rcParams: give each figure its settings where it is made'")
     lessons = [m for m in loaded if LESSON[m] not in (0, BESIDE)]
     assert not lessons, f"importing numogpt.viz loads {lessons}: import them inside the function that needs them"
+
+
+def test_the_command_and_the_trainer_load_no_widgets():
+    """`python -m numogpt train` saves a PNG of its loss: matplotlib, but never ipywidgets."""
+    done = subprocess.run([sys.executable, "-c", "import numogpt.__main__, numogpt.train, numogpt.sample, numogpt.tasks, "
+                           "numogpt.runs, numogpt.viz, sys; print('ipywidgets' in sys.modules)"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"], "the command's path imports ipywidgets: keep widgets in numogpt.widgets"

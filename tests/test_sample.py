@@ -419,7 +419,7 @@ def test_stream_text_holds_back_a_character_split_across_tokens():
 
 def test_the_sampler_widget_streams_into_the_page():
     from numogpt.tokenizer import CharTokenizer
-    from numogpt.viz import sampler_widget
+    from numogpt.widgets import sampler_widget
 
     tok = CharTokenizer("abcdefghijklm")
     widget = sampler_widget(tiny_gpt(vocab_size=tok.vocab_size), tok, prompt="abc", max_new_tokens=12)

@@ -595,22 +595,27 @@ def test_the_pictures_are_closed_figures():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from numogpt.viz import plot_direction_strengths, plot_loss_against_time, plot_loss_curves, plot_lr_schedule
+    from numogpt.viz import plot_direction_strengths, plot_loss_curves, plot_lr_schedule
 
     config = TrainConfig(max_iters=50, warmup_iters=5)
     history = {"train": [(s, 3.0 - s / 50) for s in range(50)], "val": [(0, 3.1), (50, 2.2)], "lr": []}
-    curves = {name: [{"seconds": s * k, "step": s, "val_loss": 4.0 - s / 100} for s in (0, 100, 200)]
-              for name, k in (("reference", 1.0), ("ours", 0.5))}
+    race = {name: {"val": [(s * k, 4.0 - s / 100) for s in (0, 100, 200)]} for name, k in (("reference", 1.0), ("ours", 0.5))}
     figures = (plot_lr_schedule([lr_at(s, config) for s in range(50)], 5), plot_loss_curves(history),
-               plot_loss_against_time(curves, target=2.5),
-               plot_direction_strengths({"gradient": torch.tensor([4.0, 2.0, 1.0]), "orthogonal": torch.ones(3)}))
+               plot_loss_curves(race, target=2.5, xlabel="seconds"),
+               plot_direction_strengths({"gradient": torch.tensor([4.0, 2.0, 1.0]), "orthogonal": torch.ones(3)}),
+               plot_loss_curves({"a": history, "b": history}, which=("val",), baselines={"unigram": 3.5}))
     for fig in figures:
         assert isinstance(fig, Figure) and not plt.fignum_exists(fig.number)
+    one_run = figures[1].axes[0].get_lines()  # each batch's loss, its running mean, the validation dots
+    assert [len(line.get_xdata()) for line in one_run] == [50, 50, 2]
+    assert [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()] == ["train (running mean)", "validation"]
     lines = figures[2].axes[0].get_lines()
     assert [list(line.get_xdata()) for line in lines[:2]] == [[0.0, 100.0, 200.0], [0.0, 50.0, 100.0]]
     assert list(lines[2].get_ydata()) == [2.5, 2.5]  # the target
     shares = [list(line.get_ydata()) for line in figures[3].axes[0].get_lines()]
     assert shares == [[1.0, 0.5, 0.25], [1.0, 1.0, 1.0]]  # shares of each update's strongest direction
+    legend = [t.get_text() for t in figures[4].axes[0].get_legend().get_texts()]
+    assert legend == ["a", "b", "unigram: 3.50"]  # validation only, one entry per run, then the baseline
 
 
 def test_the_shipped_course_model_is_the_default_run_and_loads_without_running_code():
