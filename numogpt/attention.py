@@ -71,6 +71,14 @@ def attention(q, k, v, causal=True, dropout_p=0.0):
     return weights @ v, weights  # (B, H, Tq, D), (B, H, Tq, Tk)
 
 
+def require_heads(n_embd, n_head):
+    """Raise unless `n_head` heads split `n_embd` channels evenly: each head gets n_embd // n_head."""
+    require_int("n_embd", n_embd)
+    require_int("n_head", n_head)
+    if n_embd % n_head:
+        raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head}): each head gets n_embd // n_head dims")
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention, as in GPT-2.
 
@@ -87,12 +95,7 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, n_embd, n_head, dropout=0.0, bias=True):
         super().__init__()
-        require_int("n_embd", n_embd)
-        require_int("n_head", n_head)
-        if n_embd % n_head != 0:
-            raise ValueError(
-                f"n_embd ({n_embd}) must be a multiple of n_head ({n_head}): each head gets n_embd // n_head dims"
-            )
+        require_heads(n_embd, n_head)
         self.n_embd, self.n_head = n_embd, n_head
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # queries, keys and values in one matmul
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)  # mixes what the heads found

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from numogpt import DATA_DIR
-from numogpt.tools.arguments import is_int, is_number, require_int
+from numogpt.tools.arguments import require_int, require_number, token_ids
 from numogpt.tools.files import write_atomically
 
 IGNORE_INDEX = -100  # F.cross_entropy skips targets equal to this (its default ignore_index)
@@ -66,7 +66,9 @@ def load_corpus(name_or_path):
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text ({e}): save it as UTF-8") from None
+        raise ValueError(f"{path} is not text: it is not UTF-8 ({e}); give a text file, saved as UTF-8") from None
+    if "\0" in text:  # valid UTF-8, but no text file holds a NUL: a checkpoint, an array of ids, an image...
+        raise ValueError(f"{path} is not text: it holds NUL bytes, as binary files do; give a text file")
     if not text:
         raise ValueError(f"{path} is empty: a corpus needs some text to learn from")
     return text
@@ -90,25 +92,12 @@ def download(url, path):
 
 
 def as_ids(ids):
-    """Return token ids as a 1-D LongTensor (the same tensor when it already is one).
-
-    Accepts a list of ints, a 1-D integer tensor or array; rejects anything else with a
-    message, so a mistake shows here rather than deep inside PyTorch.
-    """
-    if isinstance(ids, str):
-        raise TypeError("got a str: encode the text into token ids first, e.g. tokenizer.encode(text)")
-    try:
-        tensor = torch.as_tensor(ids)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"token ids must be a list of ints or a 1-D integer tensor ({e})") from None
-    not_integer = tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool
-    if not_integer and tensor.numel():  # an empty list comes out as float32: let it through
-        raise TypeError(f"token ids must be integers, got a tensor of {tensor.dtype}")
-    if tensor.dim() != 1:
-        raise ValueError(f"token ids must be one flat sequence (1-D), got shape {tuple(tensor.shape)}: flatten them")
-    if len(tensor) and tensor.min() < 0:
-        raise ValueError(f"token ids are never negative, found {int(tensor.min())}")
-    return tensor.long()  # no copy when it is already int64
+    """Token ids as one flat LongTensor (the same tensor when it already is one): a list of
+    ints, a 1-D integer tensor or array. Anything else is named here, not deep inside PyTorch."""
+    ids = token_ids("token ids", ids)
+    if ids.dim() != 1:
+        raise ValueError(f"token ids must be one flat sequence (1-D), got shape {tuple(ids.shape)}: flatten them")
+    return ids
 
 
 class TokenBlocks(Dataset):
@@ -202,8 +191,7 @@ def word_aligned_blocks(text, tokenizer, block_size, pad_id):
     if not callable(getattr(tokenizer, "encode", None)):
         raise TypeError(f"tokenizer must have .encode(str) -> list[int], got {type(tokenizer).__name__}")
     require_int("block_size", block_size)
-    if not is_int(pad_id) or pad_id < 0:
-        raise ValueError(f"pad_id must be a token id (an int >= 0, e.g. tokenizer.eot_id), got {pad_id!r}")
+    require_int("pad_id", pad_id, least=0, hint=" (a token id, e.g. tokenizer.eot_id)")
 
     blocks, current = [], []  # lists of ids, each at most block_size long
     for word in split_words(text):
@@ -242,10 +230,7 @@ def train_val_split(ids, val_fraction):
     ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])
     """
     ids = as_ids(ids)
-    if not is_number(val_fraction):
-        raise TypeError(f"val_fraction must be a number between 0 and 1, got {val_fraction!r}")
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1 (e.g. 0.1), got {val_fraction}")
+    require_number("val_fraction", val_fraction, above=0, below=1, hint=" (e.g. 0.1)")
     n_val = round(len(ids) * val_fraction)
     n_train = len(ids) - n_val
     if n_train < 2 or n_val < 2:  # one (x, y) pair needs two ids
@@ -321,16 +306,10 @@ def make_loaders(ids, block_size, batch_size, val_fraction=0.1, stride=None, see
     require_int("block_size", block_size)
     require_int("batch_size", batch_size)
     train_ids, val_ids = train_val_split(ids, val_fraction)
-    if len(val_ids) < block_size + 1:
-        raise ValueError(
-            f"the validation split has {len(val_ids)} ids (val_fraction={val_fraction} of {len(train_ids) + len(val_ids)}), "
-            f"fewer than block_size + 1 = {block_size + 1}: raise val_fraction, lower block_size or use more text"
-        )
-    if len(train_ids) < block_size + 1:
-        raise ValueError(
-            f"the training split has {len(train_ids)} ids, fewer than block_size + 1 = {block_size + 1}: "
-            f"lower val_fraction or block_size, or use more text"
-        )
+    for split, part, fix in (("validation", val_ids, "raise val_fraction"), ("training", train_ids, "lower val_fraction")):
+        if len(part) < block_size + 1:  # not one block with its target
+            raise ValueError(f"the {split} split has {len(part)} ids (val_fraction={val_fraction} of {len(ids)}), fewer "
+                             f"than block_size + 1 = {block_size + 1}: {fix}, lower block_size or use more text")
     return (shuffled_loader(TokenBlocks(train_ids, block_size, stride), batch_size, seed),
             DataLoader(TokenBlocks(val_ids, block_size), batch_size=batch_size, shuffle=False))
 

@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from numogpt.tools.arguments import require_int
-from numogpt.attention import CausalSelfAttention
+from numogpt.attention import CausalSelfAttention, require_heads
 from numogpt.data import IGNORE_INDEX
+from numogpt.tools.arguments import require_int, require_number, token_ids
 
 # Sizes by name. Every preset uses GPT-2's vocabulary unless you override vocab_size (a
 # character tokenizer needs ~65). From small to large:
@@ -59,16 +59,11 @@ class GPTConfig:
     gelu: str = "exact"  # the MLP's GELU: "exact" (cheaper on a CPU) or "tanh" (GPT-2's approximation)
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_head", "n_embd"):
-            require_int(name, getattr(self, name))
+        require_int("vocab_size", self.vocab_size)
+        require_int("block_size", self.block_size)
         require_int("n_layer", self.n_layer, least=0)
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}): "
-                f"each head gets n_embd // n_head dims"
-            )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        require_heads(self.n_embd, self.n_head)
+        require_number("dropout", self.dropout, least=0, below=1)
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
         if self.gelu not in ("exact", "tanh"):
@@ -80,34 +75,6 @@ class GPTConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return cls(**{"vocab_size": GPT2_VOCAB_SIZE, **PRESETS[name], **overrides})
-
-
-# token ids: the integer types nn.Embedding takes
-TOKEN_DTYPES = (torch.long, torch.int)
-
-
-def require_token_ids(name, ids, vocab_size, skip_allowed=False):
-    """Raise a clear error unless `ids` is a tensor of token ids in 0..vocab_size-1
-    (or IGNORE_INDEX, when `skip_allowed`: targets may mark a position to skip).
-
-    The values are checked only for tensors on the CPU, where it costs one min and max. On a
-    GPU reading them back would make the CPU wait for the GPU at every step, so there the
-    check is left to the kernels (the shapes and types are still checked).
-    """
-    if not isinstance(ids, torch.Tensor) or ids.dtype not in TOKEN_DTYPES:
-        kind = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be a tensor of integer token ids, got {kind}; "
-                        f"try torch.tensor(ids) or {name}.long()")
-    if ids.device.type != "cpu" or ids.numel() == 0:
-        return
-    valid = (ids >= 0) & (ids < vocab_size)
-    if skip_allowed:
-        valid |= ids == IGNORE_INDEX
-    if not valid.all():
-        bad = int(ids[~valid][0])
-        skip = f" ({IGNORE_INDEX} is the only other value allowed: it marks a position to skip)" if skip_allowed else ""
-        raise ValueError(f"{name}: token id {bad} is outside the vocabulary 0..{vocab_size - 1}{skip}; "
-                         f"was the text encoded by another tokenizer?")
 
 
 class MLP(nn.Module):
@@ -208,7 +175,7 @@ class GPT(nn.Module):
         return logits, loss
 
     def _validate_input(self, idx, targets, cache, past):
-        require_token_ids("idx", idx, self.config.vocab_size)
+        token_ids("idx", idx, self.config.vocab_size, tensor=True)
         if idx.dim() != 2 or idx.numel() == 0:
             raise ValueError(f"idx must have shape (B, T) with B, T >= 1, got {tuple(idx.shape)}; add a batch dim with idx[None]")
         T = idx.size(1)
@@ -219,7 +186,7 @@ class GPT(nn.Module):
                 f"crop the context to its last {self.config.block_size} tokens"
             )
         if targets is not None:
-            require_token_ids("targets", targets, self.config.vocab_size, skip_allowed=True)
+            token_ids("targets", targets, self.config.vocab_size, skip=IGNORE_INDEX, tensor=True)
             if targets.shape != idx.shape:
                 raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
         if cache is not None and len(cache.layers) != self.config.n_layer:

@@ -25,8 +25,8 @@ import regex
 import torch
 import torch.nn.functional as F
 
-from numogpt.tools.arguments import is_int, is_number
-from numogpt.model import eval_mode, require_token_ids
+from numogpt.model import eval_mode
+from numogpt.tools.arguments import require_int, require_number, token_ids
 
 
 # --- the KV cache -------------------------------------------------------------------------
@@ -169,21 +169,19 @@ def next_logits(model, idx, cache=None):
 
 def _validate_arguments(model, idx, max_new_tokens, temperature, top_k, top_p, eot_id):
     vocab_size = model.config.vocab_size
-    require_token_ids("idx", idx, vocab_size)
+    token_ids("idx", idx, vocab_size, tensor=True)
     if idx.dim() != 2:
         raise ValueError(f"idx must be (B, T), got shape {tuple(idx.shape)}: for one prompt add a batch dim, idx[None]")
     if idx.size(0) == 0 or idx.size(1) == 0:
         raise ValueError(f"empty prompt: idx has shape {tuple(idx.shape)}; give at least one token per row")
-    if not is_int(max_new_tokens) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if not is_number(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (not is_int(top_k) or top_k < 1):
-        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
-    if top_p is not None and (not is_number(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-    if eot_id is not None and (not is_int(eot_id) or not 0 <= eot_id < vocab_size):
-        raise ValueError(f"eot_id must be a token id in [0, {vocab_size}) or None, got {eot_id!r}")
+    require_int("max_new_tokens", max_new_tokens, least=0)
+    require_number("temperature", temperature, least=0, hint=" (0 = greedy)")
+    if top_k is not None:
+        require_int("top_k", top_k, hint=" (or None: no top-k)")
+    if top_p is not None:
+        require_number("top_p", top_p, above=0, most=1, hint=" (or None: no top-p)")
+    if eot_id is not None:
+        require_int("eot_id", eot_id, least=0, most=vocab_size - 1, hint=" (a token id, or None)")
 
 
 def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,

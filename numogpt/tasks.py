@@ -116,9 +116,7 @@ class Sorting(Task):
 
     def __init__(self, length=6, symbols=3):
         require_int("length", length)
-        require_int("symbols", symbols)
-        if symbols > len(DIGITS):
-            raise ValueError(f"symbols must be at most 10 (the digits 0-9 are the alphabet), got {symbols}")
+        require_int("symbols", symbols, most=len(DIGITS), hint=" (the digits 0-9 are the alphabet)")
         if symbols ** length > 2 ** 62:
             raise ValueError(f"{symbols}**{length} sequences are too many to number in an int64: "
                              f"use a shorter length")
@@ -177,9 +175,7 @@ class Addition(Task):
     base = 10
 
     def __init__(self, digits=2, reverse=True):
-        require_int("digits", digits)
-        if digits > 9:
-            raise ValueError(f"digits must be at most 9 (so that every problem has a number), got {digits}")
+        require_int("digits", digits, most=9, hint=" (so that every problem has a number)")
         if not isinstance(reverse, bool):
             raise TypeError(f"reverse must be True or False, got {reverse!r}")
         self.digits, self.reverse = digits, reverse

@@ -23,12 +23,13 @@ from itertools import chain
 from pathlib import Path
 
 import regex
+import torch
 
 from numogpt import DATA_DIR
-from numogpt.tools.arguments import is_int
 from numogpt.bpe import apply_merges, learn_merges
-from numogpt.tools.files import write_atomically
 from numogpt.gpt2_files import gpt2_byte_alphabet, gpt2_files
+from numogpt.tools.arguments import is_int, require_int, token_ids
+from numogpt.tools.files import write_atomically
 
 # GPT-2 splits text into chunks before BPE, so that a token never spans a word and its
 # punctuation: contractions, an optional space + letters, an optional space + digits, an
@@ -45,19 +46,13 @@ def _require_text(text):
 
 
 def _valid_ids(ids, vocab_size):
-    """Return `ids` as a list of ints, or raise naming the first id out of range."""
-    if hasattr(ids, "tolist"):  # a torch tensor or numpy array
-        ids = ids.tolist()
-    if isinstance(ids, (int, str)):
-        raise TypeError(f"decode takes a list of token ids, not one {type(ids).__name__}: {ids!r:.40}; try [{ids!r:.40}]")
-    ids = list(ids)
-    if not all(type(i) is int for i in ids):  # bools and floats are not ids
-        bad = next(i for i in ids if type(i) is not int)
-        raise TypeError(f"token ids must be ints, got {bad!r} ({type(bad).__name__})")
-    if ids and (min(ids) < 0 or max(ids) >= vocab_size):
-        bad = next(i for i in ids if not 0 <= i < vocab_size)
-        raise ValueError(f"token id {bad} is out of range: this tokenizer has ids 0..{vocab_size - 1}")
-    return ids
+    """`ids` as a list of ints in 0..vocab_size-1, or a clear error naming what is wrong."""
+    if is_int(ids):
+        raise TypeError(f"decode takes a list of token ids, not one int: {ids}; try [{ids}]")
+    ids = token_ids("ids", ids.cpu() if isinstance(ids, torch.Tensor) else ids, vocab_size)  # decoding reads them here
+    if ids.dim() != 1:
+        raise ValueError(f"decode takes one flat list of token ids, got shape {tuple(ids.shape)}")
+    return ids.tolist()
 
 
 # --- characters ----------------------------------------------------------------------------
@@ -256,10 +251,8 @@ class BPETokenizer:
             raise TypeError(f"special_tokens must be a list of non-empty str, e.g. [{ENDOFTEXT!r}]; got {special_tokens!r}")
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special_tokens has duplicates: {special_tokens!r}")
-        if not is_int(vocab_size):
-            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
-        if vocab_size < 256 + len(special_tokens):
-            raise ValueError(f"vocab_size must be at least 256 (the bytes) + {len(special_tokens)} (special tokens); got {vocab_size}")
+        require_int("vocab_size", vocab_size, least=256 + len(special_tokens),
+                    hint=f" (256 bytes + {len(special_tokens)} special tokens, then the merges)")
         try:
             chunks = Counter(regex.findall(pattern, text) if pattern is not None else [text])
         except (regex.error, TypeError) as e:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from numogpt.checkpoint import load_run, restore_run, rng_kept, rng_state, save_run, set_rng_state
 from numogpt.data import IGNORE_INDEX, ShuffledBatches
 from numogpt.model import eval_mode
-from numogpt.tools.arguments import require_int
+from numogpt.tools.arguments import require_int, require_number
 
 PRECISIONS = ("float32", "bfloat16", "float16")  # the forward's dtype under lesson 08's runtime
 LESSON_08 = ("device", "dtype", "compile", "grad_accum")  # TrainConfig's settings that only lesson 08's runtime changes
@@ -77,10 +77,9 @@ class TrainConfig:
         if not 0 <= self.min_lr <= self.learning_rate:
             raise ValueError(f"need 0 <= min_lr <= learning_rate, got min_lr={self.min_lr}, "
                              f"learning_rate={self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 (or None for no clipping), got {self.grad_clip}")
+        require_number("weight_decay", self.weight_decay, least=0)
+        if self.grad_clip is not None:
+            require_number("grad_clip", self.grad_clip, above=0, hint=" (or None for no clipping)")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}: use 'adamw' or 'muon'")
         if self.optimizer == "muon" and not hasattr(torch.optim, "Muon"):

@@ -159,7 +159,7 @@ def test_presets_grow_and_take_overrides():
         (dict(n_embd=30), r"n_embd \(30\) must be a multiple of n_head \(4\)"),
         (dict(n_layer=-1), "n_layer must be 0 or more, got -1"),
         (dict(n_head=0), "n_head must be 1 or more, got 0"),
-        (dict(dropout=1.0), r"dropout must be a number in \[0, 1\), got 1.0"),
+        (dict(dropout=1.0), r"dropout must be a number >= 0 and < 1, got 1.0"),
         (dict(bias="yes"), "bias must be True or False"),
     ],
 )

@@ -209,11 +209,11 @@ def test_attention_maps_are_each_layers_causal_weights(small_sorter):
 
 @pytest.mark.parametrize("make, words", [
     (lambda: Sorting(length=0), "length must be 1 or more"),
-    (lambda: Sorting(symbols=11), "at most 10"),
-    (lambda: Sorting(symbols=0), "symbols must be 1 or more"),
+    (lambda: Sorting(symbols=11), "symbols must be between 1 and 10, got 11"),
+    (lambda: Sorting(symbols=0), "symbols must be between 1 and 10, got 0"),
     (lambda: Sorting(length=2.5), "length must be an int"),
-    (lambda: Addition(digits=0), "digits must be 1 or more"),
-    (lambda: Addition(digits=10), "at most 9"),
+    (lambda: Addition(digits=0), "digits must be between 1 and 9, got 0"),
+    (lambda: Addition(digits=10), "digits must be between 1 and 9, got 10"),
     (lambda: task_from_options({"task": "multiply"}), "unknown task"),
     (lambda: task_from_options({"task": "sort", "digits": 2}), "--digits does not apply to --task sort"),
     (lambda: task_from_options({"task": "add", "order": "backwards"}), "order is reversed .* or plain"),
@@ -283,7 +283,7 @@ def fails(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--task", "sort", "--symbols", "11"], "at most 10"),
+    (["--task", "sort", "--symbols", "11"], "between 1 and 10, got 11"),
     (["--task", "sort", "--length", "0"], "length must be 1 or more"),
     (["--task", "sort", "--digits", "3"], "--digits does not apply to --task sort"),
     (["--task", "add", "--length", "3"], "--length does not apply to --task add"),

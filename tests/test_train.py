@@ -539,6 +539,15 @@ def test_an_out_folder_that_cannot_be_written_fails_before_training(tmp_path, ca
     assert "characters ->" not in out  # no data was read, no model built
 
 
+def test_a_binary_file_given_as_data_is_refused_as_not_text(tmp_path, capsys):
+    """A checkpoint given as --data by mistake: refused by name, not trained on as a few ids."""
+    assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path / "run"))[0] == 0
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    code, out, err = run_command(capsys, *TINY, "--data", str(checkpoint), "--out", str(tmp_path / "other"))
+    assert code == 2 and f"{checkpoint} is not text" in err
+    assert not (tmp_path / "other" / "checkpoint.pt").exists()
+
+
 def test_resume_keeps_the_checkpoint_settings(tmp_path, capsys):
     assert run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))[0] == 0
     code, _, err = run_command(capsys, "--resume", "--preset", "mini", "--lr", "0.1", "--out", str(tmp_path))
