@@ -19,9 +19,15 @@ The batch size stays the whole batch whatever the split, so the same run learns 
 on 1 or N processes, in 1 or N slices.
 """
 import contextlib
+import copy
 import dataclasses
 import os
+import platform
+import statistics
+import subprocess
+import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -67,15 +73,58 @@ def resolve_device(name):
 DTYPES = {name: getattr(torch, name) for name in PRECISIONS}
 
 
-def resolve_dtype(name, device):
-    """The dtype's name, with "auto" chosen for `device`: bfloat16 on a CUDA GPU that has it
-    (Ampere and later), float16 on an older CUDA GPU, float32 elsewhere (a CPU computes
-    bfloat16 slowly unless it has matrix units for it, and MPS autocast is young)."""
+def cpu_bfloat16_units():
+    """The bfloat16 instructions this CPU has for matrix products, by the name the system gives
+    them: on Linux Intel's AMX and AVX512-BF16 (amx_bf16, avx512_bf16) or Arm's bf16, on a Mac
+    Apple's FEAT_BF16. Empty where it has none, or where the system does not say (Windows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = {flag for line in cpuinfo.read_text().splitlines() if line.startswith(("flags", "Features"))
+                 for flag in line.split(":", 1)[1].split()}
+        return sorted(flags & {"amx_bf16", "avx512_bf16", "bf16"})
+    if platform.system() == "Darwin":
+        found = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True)
+        return ["FEAT_BF16"] if found.stdout.strip() == "1" else []
+    return []
+
+
+def step_seconds(model, x, dtype, repeats=3):
+    """The median seconds of a forward and backward pass of `model` on the batch x (B, T) under
+    autocast in `dtype`, after one pass to warm up. The optimizer is left out: it runs in float32
+    whatever the forward's dtype."""
+    precision, seconds = Precision(dtype, x.device), []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with precision.autocast():
+            _, loss = model(x, targets=x)
+        loss.backward()
+        seconds.append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    return statistics.median(seconds[1:])
+
+
+def resolve_dtype(name, device, model=None, batch_shape=None):
+    """(the dtype's name, why), with "auto" chosen for `device`: bfloat16 on a CUDA GPU that has it
+    (Ampere and later), float16 on an older one (with a gradient scaler); on a CPU with bfloat16
+    units, whichever of bfloat16 and float32 runs a step of `model` on a batch of `batch_shape`
+    faster, timed here on a copy (small matrices gain nothing from the units; large ones, several
+    times); float32 on other CPUs and on MPS, whose autocast is young."""
     if name != "auto":
-        return name
-    if device.type != "cuda":
-        return "float32"
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return name, "as asked"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", "auto: this GPU computes bfloat16 natively"
+        return "float16", "auto: this GPU has no bfloat16; float16 with a gradient scaler"
+    units = cpu_bfloat16_units() if device.type == "cpu" else []
+    if not units:
+        return "float32", f"auto: this {'CPU has no bfloat16 units' if device.type == 'cpu' else 'is MPS'}"
+    trial = copy.deepcopy(model)  # the run's own model, its gradients and random state stay untouched
+    x = torch.randint(model.config.vocab_size, batch_shape, generator=torch.Generator().manual_seed(0))
+    with torch.random.fork_rng(devices=[]):
+        seconds = {dtype: step_seconds(trial, x, dtype) for dtype in ("float32", "bfloat16")}
+    chosen = min(seconds, key=seconds.get)
+    return chosen, (f"auto: this CPU has {', '.join(units)}, and a forward and backward of this model took "
+                    f"{1000 * seconds['bfloat16']:.0f} ms in bfloat16, {1000 * seconds['float32']:.0f} ms in float32")
 
 
 class Precision:
@@ -231,14 +280,21 @@ class Runtime(OneProcess):
 
     def prepare(self, model, config, train_loader):
         self.device = resolve_device(config.device)
-        require_splits(train_loader.batch_sampler.batch_size, config.grad_accum, self.world_size)
+        batch_size = train_loader.batch_sampler.batch_size
+        require_splits(batch_size, config.grad_accum, self.world_size)
         model.to(self.device)
-        config = dataclasses.replace(config, dtype=resolve_dtype(config.dtype, self.device))
+        slice_shape = (batch_size // (config.grad_accum * self.world_size), len(train_loader.dataset[0][0]))
+        dtype, why = resolve_dtype(config.dtype, self.device, model, slice_shape)
+        if self.world_size > 1:  # every process runs process 0's choice
+            shared = [(dtype, why)]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            dtype, why = shared[0]
+        config = dataclasses.replace(config, dtype=dtype)
         self.precision = Precision(config.dtype, self.device)
         self.grad_accum, self.compile, self.run_seed = config.grad_accum, config.compile, config.seed
         if config.progress and self.is_main:
-            print(f"on {self.device} in {config.dtype}" + ", compiled" * config.compile + f"; {self.world_size} "
-                  f"process(es) x {config.grad_accum} slice(s) of each batch of {train_loader.batch_sampler.batch_size}")
+            print(f"on {self.device} in {config.dtype} ({why})" + ", compiled" * config.compile + f"; {self.world_size} "
+                  f"process(es) x {config.grad_accum} slice(s) of each batch of {batch_size}")
         return config
 
     def seed(self, seed):

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 from numogpt.data import IGNORE_INDEX, make_loaders, shuffled_loader
 from numogpt.sample import generate
 import numogpt.train
+from numogpt import scaling
 from numogpt.checkpoint import load_checkpoint, load_model, save_checkpoint
 from numogpt.scaling import Precision, Runtime, best_device, micro_batches, resolve_device, resolve_dtype
 from numogpt.train import TrainConfig, evaluate
@@ -74,9 +75,33 @@ def test_auto_is_a_device_this_machine_has():
                                                  ("cpu", True, "float32"), ("mps", True, "float32")])
 def test_auto_precision_is_bfloat16_where_a_gpu_has_it_else_float16_with_a_scaler(device, bf16, dtype, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
-    assert resolve_dtype("auto", torch.device(device)) == dtype
-    assert resolve_dtype("float32", torch.device(device)) == "float32"  # a dtype asked for is kept
+    monkeypatch.setattr(scaling, "cpu_bfloat16_units", lambda: [])  # a CPU without bfloat16 units
+    chosen, why = resolve_dtype("auto", torch.device(device))
+    assert chosen == dtype and why.startswith("auto: ")
+    assert device != "cpu" or "no bfloat16 units" in why
+    assert resolve_dtype("float32", torch.device(device)) == ("float32", "as asked")  # a dtype asked for is kept
     assert Precision(dtype, torch.device("cpu")).scaler.is_enabled() == (dtype == "float16")
+
+
+@pytest.mark.parametrize("bfloat16_ms, chosen", [(10, "bfloat16"), (30, "float32")])
+def test_auto_on_a_cpu_with_bfloat16_units_takes_the_dtype_that_steps_faster(bfloat16_ms, chosen, monkeypatch):
+    monkeypatch.setattr(scaling, "cpu_bfloat16_units", lambda: ["avx512_bf16"])
+    monkeypatch.setattr(scaling, "step_seconds", lambda model, x, dtype: {"float32": 0.02, "bfloat16": bfloat16_ms / 1000}[dtype])
+    dtype, why = resolve_dtype("auto", torch.device("cpu"), tiny_gpt(), (2, 8))
+    assert dtype == chosen
+    assert why == f"auto: this CPU has avx512_bf16, and a forward and backward of this model took {bfloat16_ms} ms in bfloat16, 20 ms in float32"
+
+
+def test_timing_the_dtypes_leaves_the_model_and_the_random_state_as_they_were(monkeypatch):
+    monkeypatch.setattr(scaling, "cpu_bfloat16_units", lambda: ["avx512_bf16"])
+    model = tiny_gpt(dropout=0.1)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.get_rng_state()
+    dtype, _ = resolve_dtype("auto", torch.device("cpu"), model, (2, 8))  # really timed, here
+    assert dtype in ("float32", "bfloat16")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_a_bad_dtype_or_grad_accum_is_refused_by_name():
@@ -112,6 +137,16 @@ def test_float16_trains_with_a_gradient_scaler_that_is_saved_and_resumed(loaders
     train(tiny_gpt(), *loaders, quiet(max_iters=6, dtype="float16", lr_decay_iters=6), checkpoint=path, resume=True)
     with pytest.raises(ValueError, match="dtype 'float16' in the checkpoint, 'float32' now"):
         train(tiny_gpt(), *loaders, quiet(max_iters=9, lr_decay_iters=6), checkpoint=path, resume=True)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_bfloat16_run_stopped_and_resumed_ends_exactly_as_a_straight_run(loaders, tmp_path, optimizer):
+    config = dict(dtype="bfloat16", lr_decay_iters=8, eval_interval=4, optimizer=optimizer)
+    straight, resumed = tiny_gpt(dropout=0.1), tiny_gpt(dropout=0.1)
+    train(straight, *loaders, quiet(max_iters=8, **config))
+    train(tiny_gpt(dropout=0.1), *loaders, quiet(max_iters=4, **config), checkpoint=tmp_path / "ck.pt")
+    train(resumed, *loaders, quiet(max_iters=8, **config), checkpoint=tmp_path / "ck.pt", resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
 
 
 # --- gradient accumulation -------------------------------------------------------------------------
@@ -214,7 +249,7 @@ def test_gpu_and_cpu_checkpoints_load_and_resume_on_the_other_device(loaders, tm
     model, _ = load_model(gpu, device="cpu")
     assert next(model.parameters()).device.type == "cpu"
     assert torch.isfinite(torch.tensor(evaluate(model, loaders[1])[0]))
-    dtype = resolve_dtype("auto", torch.device("cuda"))
+    dtype, _ = resolve_dtype("auto", torch.device("cuda"))
     train(tiny_gpt(), *loaders, quiet(max_iters=4, lr_decay_iters=8, dtype=dtype), checkpoint=cpu)
     model = tiny_gpt()
     train(model, *loaders, quiet(max_iters=8, lr_decay_iters=8, device="cuda", dtype=dtype), checkpoint=cpu,
@@ -299,9 +334,11 @@ def test_the_command_documents_and_checks_its_lesson_08_options(tmp_path, capsys
     code, _, err = run_command(capsys, *TINY, "--grad-accum", "3", "--max-iters", "1", "--out", str(tmp_path))
     assert code == 2 and "a batch of 4 does not split into 1 process(es) x grad_accum 3" in err
     code, out, _ = run_command(capsys, *TINY, "--max-iters", "1", "--out", str(tmp_path))
-    assert code == 0 and f"on {resolve_device('auto')} in {resolve_dtype('auto', resolve_device('auto'))}" in out
-    code, _, err = run_command(capsys, "--resume", "--dtype", "bfloat16", "--max-iters", "2", "--out", str(tmp_path))
-    assert code == 2 and "--dtype 'float32' in the checkpoint, 'bfloat16' now" in err
+    chosen = load_checkpoint(tmp_path / "checkpoint.pt")["train_config"]["dtype"]
+    assert code == 0 and f"on {resolve_device('auto')} in {chosen} (auto: " in out  # what auto chose, and why
+    other = "bfloat16" if chosen == "float32" else "float32"
+    code, _, err = run_command(capsys, "--resume", "--dtype", other, "--max-iters", "2", "--out", str(tmp_path))
+    assert code == 2 and f"--dtype '{chosen}' in the checkpoint, '{other}' now" in err
     code, _, err = run_command(capsys, "--resume", "--dtype", "auto", "--grad-accum", "2", "--max-iters", "2",
                                "--out", str(tmp_path))
     assert code == 0, err  # auto keeps the run's own dtype; the slices may change
