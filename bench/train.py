@@ -1,6 +1,6 @@
 """Time to loss: numogpt against nanoGPT's own training loop, on tiny Shakespeare, one thread.
 
-    python bench/train.py [PATH] [--nanogpt DIR] [--runs 1] [--save-curves FILE] [--baseline]
+    python bench/train.py [PATH] [--nanogpt DIR] [--runs 1] [--save-curves FILE] [--baseline] [--dtype float32]
 
 nanoGPT (with --nanogpt DIR, a checkout you fetched): its own train.py, run as a subprocess
 with one thread at the CPU settings of its README (config/train_shakespeare_char.py with
@@ -21,6 +21,9 @@ read wall-clock time and CPU time; CPU time moves less when other jobs share the
 Each run of either side is a fresh Python process with one thread, so neither inherits the
 other's memory or warmed caches (ours once trained in the bench's own process, after
 nanoGPT's, and its step time drifted more than nanoGPT's).
+
+--dtype bfloat16 trains numogpt under bfloat16 autocast (lesson 08's runtime); run i is seeded
+with i, so `--runs 3` once per dtype compares the two precisions on the same three seeds.
 
 With --runs N the two take turns N times and medians are printed. --save-curves FILE writes
 both validation-loss curves against wall-clock time (the first run's) as JSON, for
@@ -51,6 +54,7 @@ import numogpt
 from nanogpt_checkout import NOT_MEASURED, add_option
 from numogpt.data import TokenBlocks, shuffled_loader, train_val_split
 from numogpt.model import GPT, GPTConfig
+from numogpt.scaling import Runtime
 from numogpt.tokenizer import CharTokenizer
 from numogpt.train import TrainConfig, evaluate, train
 
@@ -147,7 +151,7 @@ def run_nanogpt(directory, text):
 # --- numogpt -----------------------------------------------------------------------------------------------
 
 
-def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0):
+def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0, dtype="float32"):
     """Train one baby GPT with `recipe`; return (curve [(seconds, CPU seconds, step, val loss)], final loss
     on 200 batches)."""
     recipe = dict(recipe)
@@ -162,7 +166,7 @@ def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0):
         return DataLoader(random_val, batch_size=12, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
     config = TrainConfig(**recipe, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_iters=20,
-                         seed=seed, progress=False)
+                         seed=seed, progress=False, dtype=dtype)
     curve = []
 
     def record(step, model, history):
@@ -171,7 +175,9 @@ def run_numogpt(ids_train, ids_val, vocab_size, recipe, seed=0):
             print(f"  step {step}: val loss {curve[-1].val_loss:.4f} at {curve[-1].seconds:.1f} s", flush=True)
 
     clock = Clock()
-    train(model, train_loader, val_loader(seed), config, callbacks=[record])
+    # lesson 08's runtime for another precision; lesson 05's own (float32 on the CPU) otherwise
+    train(model, train_loader, val_loader(seed), config, callbacks=[record],
+          runtime=Runtime() if dtype != "float32" else None)
     final, _ = evaluate(model, val_loader(seed + 1), max_batches=200)
     return curve, final
 
@@ -213,6 +219,8 @@ def main():
     parser.add_argument("--save-curves", metavar="FILE", type=Path,
                         help="write the first run's loss-against-time curves here (JSON)")
     parser.add_argument("--baseline", action="store_true", help="also train numogpt with nanoGPT's recipe")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
+                        help="numogpt's forward precision (bfloat16: under autocast, lesson 08's runtime)")
     for name, value in FAST_RECIPE.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
@@ -227,7 +235,7 @@ def main():
     fast = {name: getattr(args, name) for name in FAST_RECIPE}
     ours = {"numogpt, fast recipe": fast} | ({"numogpt, nanoGPT's recipe": NANOGPT_RECIPE} if args.baseline else {})
     print(f"tiny Shakespeare: {len(ids_train):,} train / {len(ids_val):,} val characters; baby GPT {BABY_GPT}; "
-          f"torch {torch.__version__}, 1 thread")
+          f"torch {torch.__version__}, 1 thread; numogpt in {args.dtype}")
     curves = {name: [] for name in (["nanoGPT"] if args.nanogpt else []) + list(ours)}
     finals = {name: [] for name in ours}
     nano_step_ms = []
@@ -239,10 +247,11 @@ def main():
             nano_step_ms += step_ms
         for name, recipe in ours.items():
             print(f"run {i}: {name} {recipe}", flush=True)
-            curve, final = in_fresh_process(run_numogpt, ids_train, ids_val, tokenizer.vocab_size, recipe, seed=i)
+            curve, final = in_fresh_process(run_numogpt, ids_train, ids_val, tokenizer.vocab_size, recipe, seed=i,
+                                            dtype=args.dtype)
             curves[name].append(curve)
             finals[name].append(final)
-            print(f"  final val loss {final:.3f} (200 batches)", flush=True)
+            print(f"  final val loss {final:.4f} (200 batches)", flush=True)
 
     def shown(times):
         return "not reached" if times is None else f"{times[0]:.1f} s ({times[1]:.1f} s of CPU)"

@@ -1,6 +1,7 @@
 """Hygiene of the lesson notebooks, read as files (nbval runs them; this checks how they were saved)."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,43 @@ def test_three_or_more_exercises_each_followed_by_a_check(path):
     for n, i in enumerate(solutions):
         until_next = solutions[n + 1] if n + 1 < len(solutions) else len(sources)
         assert any(CHECK_CALL.search(s) for s in sources[i:until_next]), f"exercise {n + 1} has no check"
+
+
+# --- every figure in the prose is one a cell prints ---------------------------------------------
+
+# a figure: a number with a decimal point (1.47), a percentage (91%, 91.4 %) or a ratio (0.48x)
+FIGURE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?\s?%|\d[\d,]*(?:\.\d+)?x|\d[\d,]*\.\d+)(?!\w|\.\d)")
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def prose_figures(markdown):
+    """The figures of a markdown cell, outside formulas ($...$) and code (`...`), written as the prose writes them."""
+    prose = re.sub(r"`[^`]*`", "", re.sub(r"\$[^$]*\$", "", markdown))
+    return [figure.replace(" ", "") for figure in FIGURE.findall(prose)]
+
+
+def printed(path):
+    """Everything the code cells of the notebook at `path` printed or showed as text."""
+    texts = []
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")
+            texts.append("".join(text))
+    return "\n".join(texts)
+
+
+def test_prose_figures_are_found_by_the_rule():
+    assert prose_figures("1.47 per character, 91.4% or 91 % real, 0.48x nanoGPT's, $1.5$ and `0.5` aside, "
+                         "torch 2.13.0 and step 500") == ["1.47", "91.4%", "91%", "0.48x"]  # not a version, not a count
+
+
+@pytest.mark.parametrize("path", lesson_notebooks(), ids=lambda p: p.name)
+def test_every_figure_in_the_prose_is_printed_by_a_cell(path):
+    """A figure in a lesson's text is one that a cell of it, or of an earlier lesson, prints at the same
+    precision, or one of the README's figures: so the text cannot drift from what the code measures."""
+    lessons = lesson_notebooks()
+    shown = "\n".join(printed(p) for p in lessons[:lessons.index(path) + 1]) + README
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    missing = [(i, figure) for i, cell in enumerate(cells) if cell["cell_type"] == "markdown"
+               for figure in prose_figures("".join(cell["source"])) if figure not in shown]
+    assert not missing, f"figures in the prose that no cell prints (cell, figure): {missing}"
