@@ -8,7 +8,7 @@ slows all alike; each round gives its own medians and ratios, and the figures ar
 over the rounds.
 - numogpt: GPT with its defaults (the exact GELU), its own loss (model(x, y)) and the optimizer
   numogpt.train builds (configure_optimizer: fused AdamW, one kernel for all tensors).
-- numogpt, Muon: the same with lesson 05's speed-run optimizer (TrainConfig(optimizer="muon"):
+- numogpt, Muon: the same with lesson 08's speed-run optimizer (TrainConfig(optimizer="muon"):
   Muon for the weight matrices, AdamW for the rest), what a step of bench/train.py's recipe costs.
 - nanoGPT, with --nanogpt DIR: that checkout's own model.py, its own loss (model(x, y)) and the
   optimizer its train.py builds on a CPU (GPT.configure_optimizers: AdamW, not fused).

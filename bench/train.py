@@ -12,7 +12,7 @@ training), since prepare.py would download the text. Its clock starts at the lin
 just before its training loop and stops at each "step N: ... val loss X" line.
 The figure: its time to its own final validation loss, at 2000 iterations.
 
-numogpt: the fast recipe below (why: notebooks/05_training.ipynb, "speed run") until its
+numogpt: the fast recipe below (why: notebooks/08_scaling.ipynb, "speed run") until its
 validation loss first shows 1.88 or less. The loss is measured as nanoGPT measures it, the
 mean over 20 random validation batches of 12 blocks, and evaluation time counts on both
 sides. The final loss is also measured on 200 random batches (less noisy), off the clock.
@@ -27,7 +27,7 @@ with i, so `--runs 3` once per dtype compares the two precisions on the same thr
 
 With --runs N the two take turns N times and medians are printed. --save-curves FILE writes
 both validation-loss curves against wall-clock time (the first run's) as JSON, for
-numogpt.viz.plot_loss_curves (lesson 05 shows them). --baseline also trains numogpt with nanoGPT's recipe.
+numogpt.viz.plot_loss_curves (lesson 08 shows them). --baseline also trains numogpt with nanoGPT's recipe.
 """
 import argparse
 import json

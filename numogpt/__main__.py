@@ -44,7 +44,7 @@ def add_train(p):
                    help="evaluate and save the checkpoint every N steps (default: a tenth of --max-iters)")
     p.add_argument("--optimizer", choices=("adamw", "muon"),
                    help="adamw, or muon: Muon for the weight matrices and AdamW for the rest, which learns more per "
-                        f"step (lesson 05's speed run; needs PyTorch 2.9 or later; default {d['optimizer']})")
+                        f"step (lesson 08's speed run; needs PyTorch 2.9 or later; default {d['optimizer']})")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for checkpoint.pt and loss.png (default out)")
     p.add_argument("--seed", type=int, help=f"seeds the weights, the data order and dropout (default {d['seed']})")
     changeable = ", ".join(option(name) for name in MAY_CHANGE_ON_RESUME if name in d)

@@ -160,7 +160,7 @@ def configure_optimizer(model, config):
 
 
 class MuonWithAdamW:
-    """Lesson 05's speed run: Muon for the weight matrices, AdamW for embeddings, gains and biases,
+    """Lesson 08's speed run: Muon for the weight matrices, AdamW for embeddings, gains and biases,
     driven as one optimizer.
 
     Muon keeps a momentum of each matrix's gradient like SGD, then replaces that update by the
