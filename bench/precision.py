@@ -22,7 +22,7 @@ from numogpt.scaling import Precision, resolve_device, resolve_dtype
 from numogpt.train import TrainConfig, configure_optimizer
 
 VOCAB, BATCH = 65, 8
-MODELS = {name: PRESETS[name] for name in ("nano", "gpt-numo", "micro", "mini")}
+MODELS = {name: PRESETS[name] for name in ("nano", "gpt-numo", "micro", "play", "mini")}
 MODELS["speed run (baby GPT)"] = dict(n_layer=4, n_head=4, n_embd=128, block_size=64)
 DTYPES = ("float32", "bfloat16")
 

@@ -30,8 +30,11 @@ def add_train(p):
     p.add_argument("--tokenizer", choices=("char", "word", "bpe", "gpt2"),
                    help=f"bpe: byte-level BPE trained on the text, {BPE_VOCAB_SIZE} tokens (default); char: one "
                         f"id per character; word: one per word; gpt2: GPT-2's 50257 tokens")
+    p.add_argument("--vocab-size", type=int, metavar="V",
+                   help=f"with --tokenizer bpe: the tokens of the BPE trained on the text (default {BPE_VOCAB_SIZE})")
     p.add_argument("--preset", metavar="NAME",
-                   help=f"model size: nano, gpt-numo, micro, mini or gpt2 (numogpt.model.PRESETS); default {d['preset']}")
+                   help=f"model size: nano, gpt-numo, micro, play, mini or gpt2 (numogpt.model.PRESETS); default "
+                        f"{d['preset']}")
     p.add_argument("--block-size", type=int, metavar="T", help="context length in tokens (default: the preset's)")
     p.add_argument("--batch-size", type=int, metavar="B", help=f"blocks per step (default {d['batch_size']})")
     p.add_argument("--max-iters", type=int, metavar="N", help=f"optimizer steps in the whole run (default {d['max_iters']})")
@@ -57,7 +60,8 @@ def add_train(p):
                                     f"(default {d['device']})")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
                    help="precision of the forward pass (torch.autocast; weights stay float32): auto is bfloat16 on "
-                        "GPUs that have it, else float16 with a gradient scaler on CUDA, else float32 "
+                        "GPUs that have it, else float16 with a gradient scaler on CUDA; on a CPU with bfloat16 "
+                        "units, whichever of the two a few timed steps of the model find faster; else float32 "
                         f"(default {d['dtype']}; fixed for the run)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model for the training steps (slow to start, faster per step)")

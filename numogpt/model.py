@@ -35,6 +35,7 @@ PRESETS = {
     "nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=64),  # tests and quick demos
     "gpt-numo": dict(n_layer=4, n_head=4, n_embd=64, block_size=128),  # the course's own model
     "micro": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),  # nanoGPT's CPU "baby GPT" width
+    "play": dict(n_layer=4, n_head=4, n_embd=256, block_size=128),  # Shakespeare in three minutes on a laptop CPU
     "mini": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),  # nanoGPT's Shakespeare model
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),  # GPT-2 small, 124M parameters
 }

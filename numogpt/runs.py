@@ -25,7 +25,7 @@ BPE_VOCAB_SIZE = 2048
 # what every kind of run shares, and each may change
 COMMON = dict(preset=None, batch_size=16, max_iters=500, lr=2e-3, lr_decay_iters=None, eval_interval=None,
               optimizer="adamw", seed=0, device="auto", dtype="auto", compile=False, grad_accum=1)
-COUNTS = ("batch_size", "max_iters", "block_size", "lr_decay_iters", "eval_interval", "grad_accum")  # whole numbers >= 1
+COUNTS = ("batch_size", "max_iters", "block_size", "vocab_size", "lr_decay_iters", "eval_interval", "grad_accum")  # whole numbers >= 1
 
 
 def option(name):
@@ -60,6 +60,9 @@ class TextRun:
             raise ValueError(f"unknown preset {settings['preset']!r}; choose one of {', '.join(PRESETS)}")
         if Path(settings["data"]).exists():
             settings["data"] = str(Path(settings["data"]).resolve())  # --resume may run from another folder
+        if settings.get("vocab_size") is not None and settings["tokenizer"] != "bpe":
+            raise ValueError(f"--vocab-size sizes the BPE trained on the text: it does not apply to --tokenizer "
+                             f"{settings['tokenizer']}")
         settings["block_size"] = settings["block_size"] or PRESETS[settings["preset"]]["block_size"]
         settings["eval_interval"] = settings["eval_interval"] or max(1, settings["max_iters"] // 10)
         return settings
@@ -68,7 +71,7 @@ class TextRun:
         from numogpt.data import load_corpus, make_loaders
 
         text = load_corpus(settings["data"])  # a missing file or unknown name -> ValueError naming it
-        tokenizer = tokenizer or make_tokenizer(settings["tokenizer"], text)
+        tokenizer = tokenizer or make_tokenizer(settings["tokenizer"], text, settings.get("vocab_size") or BPE_VOCAB_SIZE)
         ids = tokenizer.encode(text)
         # stride 1: every position starts a block, so even a small corpus gives many different batches
         train_loader, val_loader = make_loaders(ids, settings["block_size"], settings["batch_size"], stride=1,
@@ -83,11 +86,16 @@ class TextRun:
 
         loss, perplexity = evaluate(model, built.val_loader)
         plot_loss_curves(history).savefig(path.parent / "loss.png")
-        print(f"validation loss {loss:.4f}, perplexity {perplexity:.2f} (the whole validation split)")
+        per_char = ""
+        if type(built.tokenizer).__name__ == "BPETokenizer":  # byte-level: its tokens decode to the split's own text
+            val_ids = built.val_loader.dataset.ids
+            per_char = f" = {loss * len(val_ids) / len(built.tokenizer.decode(val_ids.tolist())):.4f} per character"
+        print(f"validation loss {loss:.4f}{' per token' * bool(per_char)}{per_char}, perplexity {perplexity:.2f} "
+              f"(the whole validation split)")
         print(f"wrote {path} and {path.parent / 'loss.png'}")
 
 
-def make_tokenizer(kind, text):
+def make_tokenizer(kind, text, vocab_size=BPE_VOCAB_SIZE):
     from numogpt.tokenizer import BPETokenizer, CharTokenizer, WordTokenizer, gpt2_tokenizer
 
     if kind == "char":
@@ -96,7 +104,7 @@ def make_tokenizer(kind, text):
         return WordTokenizer(text)
     if kind == "bpe":
         tokenizer = BPETokenizer()
-        tokenizer.train(text, vocab_size=BPE_VOCAB_SIZE)
+        tokenizer.train(text, vocab_size=vocab_size)
         return tokenizer
     return gpt2_tokenizer()
 
@@ -109,7 +117,7 @@ class TaskRun:
     # small and short: a task's problems are short and its alphabet a dozen symbols; the steps are the task's
     defaults = dict(COMMON, batch_size=64, lr=3e-3, device="cpu", dtype="float32")
     sizes = dict(n_layer=2, n_head=4, n_embd=64)  # the model unless a --preset is given
-    text_only = ("data", "tokenizer", "block_size")  # a task's problems are generated, and their length is the context
+    text_only = ("data", "tokenizer", "vocab_size", "block_size")  # a task's problems are generated, and their length is the context
 
     def settle(self, settings):
         from numogpt.tasks import task_from_options

@@ -140,7 +140,7 @@ def test_gpt2_preset_is_the_124m_model():
 
 
 def test_presets_grow_and_take_overrides():
-    names = ["nano", "gpt-numo", "micro", "mini", "gpt2"]
+    names = ["nano", "gpt-numo", "micro", "play", "mini", "gpt2"]
     assert list(PRESETS) == names
     sizes = []
     for name in names:
@@ -149,7 +149,7 @@ def test_presets_grow_and_take_overrides():
     assert sizes == sorted(sizes)
     numo = GPTConfig.preset("gpt-numo", vocab_size=65, dropout=0.1)
     assert (numo.n_layer, numo.n_head, numo.n_embd, numo.vocab_size, numo.dropout) == (4, 4, 64, 65, 0.1)
-    with pytest.raises(ValueError, match="unknown preset 'gpt-3'.*nano, gpt-numo, micro, mini, gpt2"):
+    with pytest.raises(ValueError, match="unknown preset 'gpt-3'.*nano, gpt-numo, micro, play, mini, gpt2"):
         GPTConfig.preset("gpt-3")
 
 

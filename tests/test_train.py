@@ -1,5 +1,6 @@
 """Lesson 05: the schedule, the optimizer groups, evaluation, checkpoints, exact resume, the NaN stop."""
 import math
+import re
 
 import pytest
 import regex
@@ -8,9 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from numogpt.checkpoint import load_checkpoint, load_model, load_state, save_checkpoint
 from numogpt.data import make_loaders
 from numogpt.model import GPT, GPTConfig
-from numogpt.checkpoint import load_checkpoint, load_model, load_state, save_checkpoint
 from numogpt.train import TrainConfig, configure_optimizer, evaluate, lr_at, train, weight_decay_groups
 
 VOCAB = 11
@@ -575,6 +576,18 @@ def test_resume_needs_a_checkpoint_written_by_train(loaders, tmp_path):
     path = save_checkpoint(tmp_path / "weights_only.pt", tiny_gpt())
     with pytest.raises(ValueError, match="cannot be resumed: it has no optimizer, history"):
         train(tiny_gpt(), *loaders, quiet(max_iters=2), checkpoint=path, resume=True)
+
+
+def test_vocab_size_sizes_the_bpe_and_the_loss_is_also_given_per_character(tmp_path, capsys):
+    code, out, err = run_command(capsys, *TINY, "--max-iters", "2", "--tokenizer", "bpe", "--vocab-size", "300",
+                                 "--out", str(tmp_path))
+    assert code == 0, err
+    model, tokenizer = load_model(tmp_path / "checkpoint.pt")
+    assert tokenizer.vocab_size == model.config.vocab_size == 300
+    per_token, per_char = map(float, re.search(r"validation loss ([\d.]+) per token = ([\d.]+) per character", out).groups())
+    assert 1 < per_token / per_char < 4  # a BPE token of this text holds one to a few characters
+    code, _, err = run_command(capsys, *TINY, "--tokenizer", "char", "--vocab-size", "300", "--out", str(tmp_path / "c"))
+    assert code == 2 and "--vocab-size sizes the BPE trained on the text: it does not apply to --tokenizer char" in err
 
 
 @pytest.mark.parametrize("kind, cls", [("word", "WordTokenizer"), ("bpe", "BPETokenizer"), ("gpt2", "GPT2Tokenizer")])
