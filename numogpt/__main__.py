@@ -61,7 +61,7 @@ def add_train(p):
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
                    help="precision of the forward pass (torch.autocast; weights stay float32): auto is bfloat16 on "
                         "GPUs that have it, else float16 with a gradient scaler on CUDA; on a CPU with bfloat16 "
-                        "units, whichever of the two a few timed steps of the model find faster; else float32 "
+                        "units, bfloat16 where a few timed steps of the model find it clearly faster; else float32 "
                         f"(default {d['dtype']}; fixed for the run)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model for the training steps (slow to start, faster per step)")

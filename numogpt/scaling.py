@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import os
 import platform
-import statistics
 import subprocess
 import time
 from contextlib import nullcontext
@@ -88,27 +87,32 @@ def cpu_bfloat16_units():
     return []
 
 
-def step_seconds(model, x, dtype, repeats=3):
-    """The median seconds of a forward and backward pass of `model` on the batch x (B, T) under
-    autocast in `dtype`, after one pass to warm up. The optimizer is left out: it runs in float32
-    whatever the forward's dtype."""
+def step_seconds(model, x, dtype, repeats=3, budget=0.3):
+    """The fastest of the forward and backward passes of `model` on the batch x (B, T) under
+    autocast in `dtype`, in seconds, after one pass to warm up: at least `repeats` passes, more
+    while they take under `budget` seconds (at most 30). The fastest, because other work on the
+    machine only ever adds time. The optimizer is left out: it runs in float32 whatever the
+    forward's dtype."""
     precision, seconds = Precision(dtype, x.device), []
-    for _ in range(repeats + 1):
+    while len(seconds) < repeats + 1 or (sum(seconds[1:]) < budget and len(seconds) <= 30):
         start = time.perf_counter()
         with precision.autocast():
             _, loss = model(x, targets=x)
         loss.backward()
         seconds.append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)
-    return statistics.median(seconds[1:])
+    return min(seconds[1:])
+
+
+BFLOAT16_MARGIN = 0.9  # on a CPU, bfloat16 must take under 90% of float32's time
 
 
 def resolve_dtype(name, device, model=None, batch_shape=None):
     """(the dtype's name, why), with "auto" chosen for `device`: bfloat16 on a CUDA GPU that has it
     (Ampere and later), float16 on an older one (with a gradient scaler); on a CPU with bfloat16
-    units, whichever of bfloat16 and float32 runs a step of `model` on a batch of `batch_shape`
-    faster, timed here on a copy (small matrices gain nothing from the units; large ones, several
-    times); float32 on other CPUs and on MPS, whose autocast is young."""
+    units, bfloat16 if it runs a step of `model` on a batch of `batch_shape` clearly faster than
+    float32 (BFLOAT16_MARGIN), timed here on a copy (small matrices gain nothing from the units;
+    large ones, several times); float32 on other CPUs and on MPS, whose autocast is young."""
     if name != "auto":
         return name, "as asked"
     if device.type == "cuda":
@@ -122,7 +126,9 @@ def resolve_dtype(name, device, model=None, batch_shape=None):
     x = torch.randint(model.config.vocab_size, batch_shape, generator=torch.Generator().manual_seed(0))
     with torch.random.fork_rng(devices=[]):
         seconds = {dtype: step_seconds(trial, x, dtype) for dtype in ("float32", "bfloat16")}
-    chosen = min(seconds, key=seconds.get)
+    # bfloat16 only when clearly faster: a step's time varies by a few percent, and the same command should not
+    # flip between dtypes (and so between results) on that noise
+    chosen = "bfloat16" if seconds["bfloat16"] < BFLOAT16_MARGIN * seconds["float32"] else "float32"
     return chosen, (f"auto: this CPU has {', '.join(units)}, and a forward and backward of this model took "
                     f"{1000 * seconds['bfloat16']:.0f} ms in bfloat16, {1000 * seconds['float32']:.0f} ms in float32")
 
