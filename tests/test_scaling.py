@@ -83,7 +83,7 @@ def test_auto_precision_is_bfloat16_where_a_gpu_has_it_else_float16_with_a_scale
     assert Precision(dtype, torch.device("cpu")).scaler.is_enabled() == (dtype == "float16")
 
 
-@pytest.mark.parametrize("bfloat16_ms, chosen", [(10, "bfloat16"), (30, "float32"), (19, "float32")])  # 19: noise
+@pytest.mark.parametrize("bfloat16_ms, chosen", [(10, "bfloat16"), (30, "float32"), (19, "float32")])  # 19 of 20: noise
 def test_auto_on_a_cpu_with_bfloat16_units_takes_bfloat16_where_it_steps_clearly_faster(bfloat16_ms, chosen, monkeypatch):
     monkeypatch.setattr(scaling, "cpu_bfloat16_units", lambda: ["avx512_bf16"])
     monkeypatch.setattr(scaling, "step_seconds", lambda model, x, dtype: {"float32": 0.02, "bfloat16": bfloat16_ms / 1000}[dtype])
