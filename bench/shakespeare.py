@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from numogpt.__main__ import main as command
-from numogpt.checkpoint import load_checkpoint, load_model, saved_tokenizer
-from numogpt.data import load_corpus, make_loaders
+from numogpt.checkpoint import load_checkpoint, load_model, saved_run, saved_tokenizer
+from numogpt.runs import TextRun, characters_per_token
 from numogpt.sample import real_word_share, sample_chars
 from numogpt.train import evaluate
 
@@ -45,22 +45,18 @@ def main():
     path = args.out / "checkpoint.pt"
     model, _ = load_model(path, device="cpu")
     tokenizer = saved_tokenizer(load_checkpoint(path))
-    text = load_corpus("tinyshakespeare")
-    ids = tokenizer.encode(text)
-    _, val_loader = make_loaders(ids, model.config.block_size, 16, stride=1)
-    loss, _ = evaluate(model, val_loader)
-    val_ids = val_loader.dataset.ids
-    val_chars = len(tokenizer.decode(val_ids.tolist()))
-    per_char = loss * len(val_ids) / val_chars
-    training_text = text[:-val_chars]
+    built = TextRun().build(saved_run(path), tokenizer)  # the command's own splits
+    loss, _ = evaluate(model, built.val_loader)
+    val_ids = built.val_loader.dataset.ids
+    per_char = loss / characters_per_token(tokenizer, val_ids)
+    training_text = tokenizer.decode(built.train_loader.dataset.ids.tolist())
     samples = [sample_chars(model, tokenizer, "\n", 400, temperature=0.8, generator=torch.Generator().manual_seed(seed))
                for seed in range(5)]
     words = sum(real_word_share(s, training_text) for s in samples) / len(samples)
     lines = [line.strip() for s in samples for line in s.splitlines() if line.strip()]
     speakers = sum(bool(SPEAKER.match(line)) for line in lines)
     print(f"\nthe whole command: {seconds:.1f} s on {args.threads} thread(s)")
-    print(f"validation loss {loss:.4f} per token = {per_char:.4f} per character "
-          f"({len(val_ids):,} tokens, {val_chars:,} characters)")
+    print(f"validation loss {loss:.4f} per token = {per_char:.4f} per character ({len(val_ids):,} tokens)")
     print(f"5 samples of 400 characters at temperature 0.8: {words:.1%} real words, "
           f"{speakers} of {len(lines)} lines name a speaker")
     print("\nthe first sample:\n" + samples[0])

@@ -81,18 +81,24 @@ class TextRun:
                            f"(vocabulary {tokenizer.vocab_size})")
 
     def report(self, model, built, history, path):
+        from numogpt.tokenizer import BPETokenizer
         from numogpt.train import evaluate
         from numogpt.viz import plot_loss_curves
 
         loss, perplexity = evaluate(model, built.val_loader)
         plot_loss_curves(history).savefig(path.parent / "loss.png")
         per_char = ""
-        if type(built.tokenizer).__name__ == "BPETokenizer":  # byte-level: its tokens decode to the split's own text
-            val_ids = built.val_loader.dataset.ids
-            per_char = f" = {loss * len(val_ids) / len(built.tokenizer.decode(val_ids.tolist())):.4f} per character"
+        if isinstance(built.tokenizer, BPETokenizer):  # byte-level (GPT-2's too): its tokens decode to the text itself
+            per_char = f" = {loss / characters_per_token(built.tokenizer, built.val_loader.dataset.ids):.4f} per character"
         print(f"validation loss {loss:.4f}{' per token' * bool(per_char)}{per_char}, perplexity {perplexity:.2f} "
               f"(the whole validation split)")
         print(f"wrote {path} and {path.parent / 'loss.png'}")
+
+
+def characters_per_token(tokenizer, ids):
+    """How many characters of text a token of `ids` (a 1-D tensor) holds on average: a loss per
+    token divided by it is a loss per character, comparable across tokenizers."""
+    return len(tokenizer.decode(ids.tolist())) / len(ids)
 
 
 def make_tokenizer(kind, text, vocab_size=BPE_VOCAB_SIZE):
