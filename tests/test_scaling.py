@@ -146,6 +146,7 @@ def test_a_bfloat16_run_stopped_and_resumed_ends_exactly_as_a_straight_run(loade
     train(straight, *loaders, quiet(max_iters=8, **config))
     train(tiny_gpt(dropout=0.1), *loaders, quiet(max_iters=4, **config), checkpoint=tmp_path / "ck.pt")
     train(resumed, *loaders, quiet(max_iters=8, **config), checkpoint=tmp_path / "ck.pt", resume=True)
+    assert load_checkpoint(tmp_path / "ck.pt")["train_config"]["dtype"] == "bfloat16"  # it ran in bfloat16
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
 
 
